@@ -1,0 +1,58 @@
+# polymodal: the two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# System packages that the tests and bundled datasets need (Debian names).
+SYS_PACKAGES := espeak-ng tuxpaint-stamps-default dataset-fashion-mnist libcairo2 libsndfile1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all bench lint format sysdeps venv lock clean
+
+demo: $(STAMP) sysdeps ## create .venv, install, run the main job on bundled data
+	$(VENV)/bin/polymodal demo
+
+test: $(STAMP) sysdeps ## create .venv if needed, run the default (fast) test suite
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP) sysdeps ## every test, the slow ones too
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) sysdeps ## run the benchmarks; writes docs/benchmarks.md
+	$(PY) -m polymodal.bench
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests
+
+venv: $(STAMP)
+
+# torch first (the CPU build from local disk), then everything else resolved against
+# it, at the versions of constraints.txt (the set that CI proved).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# Installs the Debian packages that are missing; does nothing when all are there.
+sysdeps:
+	@missing=""; for p in $(SYS_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Refresh constraints.txt from the current .venv (after changing dependencies).
+lock: $(STAMP)
+	$(PIP) freeze --exclude-editable | grep -v '^polymodal' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

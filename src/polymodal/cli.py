@@ -1,0 +1,191 @@
+"""The ``polymodal`` command: one entry point, sub-commands per pipeline stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polymodal.data import Manifest, ManifestError, ValidationReport, validate
+from polymodal.data.bundled import DatasetUnavailable, data_home, list_datasets, make_dataset
+from polymodal.data.bundled.registry import CARD_NAME, missing_requirements
+
+app = typer.Typer(help="polymodal: multimodal learning for text, images and audio.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+datasets_app = typer.Typer(help="The bundled benchmark datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+out = Console()
+MAX_PROBLEMS_SHOWN = 50
+
+
+def _parse_roles(pairs: list[str] | None) -> dict[str, str]:
+    roles = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"{pair!r}: write COLUMN=ROLE, e.g. notes=ignore")
+        col, role = pair.split("=", 1)
+        roles[col.strip()] = role.strip()
+    return roles
+
+
+def print_schema(manifest: Manifest) -> None:
+    """Print the inferred roles of a manifest's columns."""
+    table = Table(title=f"columns of {manifest.source} ({len(manifest):,} rows)")
+    for name in ("column", "role", "source", "why"):
+        table.add_column(name)
+    for spec in manifest.schema.columns.values():
+        table.add_row(spec.name, spec.role.value, spec.source, spec.reason)
+    out.print(table)
+
+
+def print_report(report: ValidationReport, report_file: Path | None = None) -> None:
+    """Print the problems table (first ones) and the summary of a validation."""
+    if report.problems:
+        table = Table(title=f"problems ({len(report.problems):,} in "
+                            f"{len(report.bad_rows):,} rows)")
+        for name in ("row", "column", "kind", "reason", "file"):
+            table.add_column(name, overflow="fold")
+        for p in report.problems[:MAX_PROBLEMS_SHOWN]:
+            table.add_row(str(p.row) if p.row is not None else "", p.column or "", p.kind,
+                          p.reason, p.path or "")
+        out.print(table)
+        if len(report.problems) > MAX_PROBLEMS_SHOWN:
+            where = f"; all of them are in {report_file}" if report_file else \
+                "; pass --report FILE to write all of them"
+            out.print(f"... {len(report.problems) - MAX_PROBLEMS_SHOWN:,} more{where}")
+    summary = Table(title="summary")
+    for name in ("column", "role", "present", "empty (row lacks it)", "bad"):
+        summary.add_column(name)
+    for c in report.columns.values():
+        summary.add_row(c.column, c.role, f"{c.present:,}", f"{c.empty:,}", f"{c.bad:,}")
+    out.print(summary)
+    if report.label_column:
+        counts = ", ".join(f"{k}: {v}" for k, v in list(report.label_counts.items())[:20])
+        more = " ..." if len(report.label_counts) > 20 else ""
+        out.print(f"label [bold]{report.label_column}[/]: {len(report.label_counts)} "
+                  f"classes ({counts}{more})")
+    if report.rows_without_modality:
+        out.print(f"{report.rows_without_modality:,} rows have no modality at all")
+    verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.bad_rows):,} bad rows[/]"
+    out.print(f"{report.n_rows:,} rows: {verdict}")
+
+
+@app.command("validate")
+def validate_cmd(
+    manifest: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet, JSONL or a folder")],
+    label: Annotated[str | None, typer.Option(help="the label column")] = None,
+    role: Annotated[list[str] | None, typer.Option(
+        help="override a column's role: COLUMN=ROLE (repeatable)")] = None,
+    require: Annotated[list[str] | None, typer.Option(
+        help="a modality or column every row must have (repeatable)")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="write every problem to this CSV file")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    workers: Annotated[int, typer.Option(help="decoding threads")] = 4,
+) -> None:
+    """Decode every cell of MANIFEST and report each bad row; exit 1 if any is bad."""
+    try:
+        m = Manifest.read(manifest, label=label, roles=_parse_roles(role))
+        if not json_out:
+            print_schema(m)
+        result = validate(m, require=require or (), workers=workers,
+                          show_progress=not json_out)
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if report is not None:
+        result.to_skip_report().write(report)
+    if json_out:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print_report(result, report)
+        if report is not None:
+            out.print(f"problems written to {report}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("schema")
+def schema_cmd(
+    manifest: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet, JSONL or a folder")],
+    label: Annotated[str | None, typer.Option(help="the label column")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="COLUMN=ROLE override")] = None,
+) -> None:
+    """Print the role inferred for each column of MANIFEST (nothing is decoded)."""
+    try:
+        print_schema(Manifest.read(manifest, label=label, roles=_parse_roles(role)))
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the bundled datasets and whether they can be made here."""
+    table = Table(title=f"bundled datasets (made under {data_home()})")
+    for name in ("name", "description", "licence", "can be made here"):
+        table.add_column(name, overflow="fold")
+    for spec in list_datasets():
+        missing = missing_requirements(spec)
+        table.add_row(spec.name, spec.description, spec.licence,
+                      "yes" if not missing else "no: needs " + ", ".join(missing))
+    out.print(table)
+
+
+@datasets_app.command("make")
+def datasets_make(
+    name: Annotated[str, typer.Argument(help="a name from `polymodal datasets list`")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="target folder")] = None,
+    seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
+    limit: Annotated[int | None, typer.Option(
+        help="a small version: this many items per class (per split for sort-of-clevr)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="make again even if complete")] = False,
+    check: Annotated[bool, typer.Option(help="validate the result")] = True,
+) -> None:
+    """Make a bundled dataset reproducibly and print where it is."""
+    try:
+        path = make_dataset(name, out_dir, seed=seed, limit=limit, force=force)
+    except (KeyError, DatasetUnavailable, TypeError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"[bold]{name}[/]: manifest {path}\n  data card {path.parent / CARD_NAME}")
+    if check:
+        result = validate(Manifest.read(path))
+        print_report(result)
+        if not result.ok:
+            raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo writes")] = None,
+) -> None:
+    """The main job on bundled data with the embedded defaults (what `make demo` runs)."""
+    folder = out_dir or data_home()
+    out.rule("polymodal demo")
+    out.print("1. making the bundled dataset av-digits (real handwritten digits, spoken "
+              "digits, partial text records)")
+    path = make_dataset("av-digits", folder / "av-digits")
+    m = Manifest.read(path)
+    print_schema(m)
+    out.print("2. validating every row (decoding each image, clip and record)")
+    result = validate(m)
+    print_report(result)
+    out.print(f"\nresults: manifest {path}\n         data card {path.parent / CARD_NAME}")
+    out.print("next: `polymodal datasets list`, `polymodal datasets make tuxpaint`, "
+              "`polymodal validate YOUR_MANIFEST.csv`")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The one path from a manifest row to a model: a lazy torch Dataset and its collate.
+
+:class:`MultimodalDataset` decodes a row only when it is asked for (in DataLoader
+workers when there are some), applies per-column or per-modality transforms, and
+returns an :class:`Example`. :func:`collate_examples` turns a list of examples into a
+:class:`Batch`: one tensor (or list of strings) per modality column, keys sorted, with
+a presence mask per column, because rows may lack a modality.
+
+Under ``on_error="skip"`` a bad row becomes a :class:`SkippedRow`; collate moves it to
+``Batch.skipped`` so that the consumer can write it to a :class:`SkipReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from polymodal.data.errors import ON_ERROR_CHOICES, MediaError, OnError, Problem, SkipReport
+from polymodal.data.manifest import DecodeOptions, Manifest
+from polymodal.data.schema import Role
+
+Transform = Callable[[Any], Any]
+
+
+@dataclass
+class Example:
+    """One decoded row: ``inputs`` maps modality column -> value (None when absent)."""
+
+    index: int
+    id: str
+    inputs: dict[str, Any]
+    label: Any = None
+
+
+@dataclass
+class SkippedRow:
+    """A row left out under ``on_error="skip"``, with every problem it had."""
+
+    index: int
+    problems: list[Problem]
+
+
+@dataclass
+class Batch:
+    """A collated batch. Dict keys are modality column names in sorted order.
+
+    Attributes:
+        indices: manifest rows of the batch, (B,).
+        ids: row ids.
+        inputs: per column, a tensor with a leading batch dim (zeros where absent) or a
+            list of strings ("" where absent).
+        present: per column, a bool tensor (B,): does the row have this modality?
+        lengths: per variable-length column (audio), the true length of each row.
+        labels: (B,) tensor for numeric or mapped labels, else a list, or None.
+        skipped: problems of rows left out of this batch (``on_error="skip"``).
+    """
+
+    indices: torch.Tensor
+    ids: list[str]
+    inputs: dict[str, torch.Tensor | list[str]]
+    present: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor] = field(default_factory=dict)
+    labels: torch.Tensor | list[Any] | None = None
+    skipped: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move every tensor to ``device``."""
+        def move(x: Any) -> Any:
+            return x.to(device) if isinstance(x, torch.Tensor) else x
+        return Batch(move(self.indices), self.ids,
+                     {k: move(v) for k, v in self.inputs.items()},
+                     {k: move(v) for k, v in self.present.items()},
+                     {k: move(v) for k, v in self.lengths.items()},
+                     move(self.labels), self.skipped)
+
+
+def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None
+                    ) -> torch.Tensor:
+    """A Pillow image to a float tensor (C, H, W) in [0, 1], resized when ``size`` is set."""
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else size
+        img = img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+class MultimodalDataset(Dataset):
+    """Rows of a manifest, decoded lazily, one at a time.
+
+    Args:
+        manifest: the rows (a :class:`Manifest`, or anything :meth:`Manifest.read` takes).
+        columns: modality columns to load (default: all of them).
+        transforms: per column name or per modality ("image", "audio", "text"), a
+            function applied to the decoded value (e.g. an encoder's ``preprocess``).
+            Images without one become (C, H, W) float tensors.
+        image_size: resize images to this size in the default image transform.
+        label_map: class -> index; labels become ints (a LongTensor in the batch).
+        options: decoding options (image mode, sample rate, limits).
+        on_error: "raise" stops at the first bad row and names it; "skip" leaves the
+            row out of its batch and reports it in ``Batch.skipped``.
+        require: modalities or columns every row must have (an empty cell is then an
+            error, handled by ``on_error``).
+    """
+
+    def __init__(self, manifest: Manifest | Any, *, columns: Sequence[str] | None = None,
+                 transforms: Mapping[str, Transform] | None = None,
+                 image_size: int | tuple[int, int] | None = None,
+                 label_map: Mapping[Any, int] | None = None,
+                 options: DecodeOptions | None = None, on_error: OnError = "raise",
+                 require: Iterable[str] = ()) -> None:
+        if on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+        self.manifest = Manifest.read(manifest)
+        available = self.manifest.modality_columns
+        wanted = list(columns) if columns is not None else list(available)
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise ValueError(f"columns {missing} are not modality columns of "
+                             f"{self.manifest.source}; modality columns: {list(available)}")
+        self.columns = sorted(wanted)
+        self.roles = {c: available[c] for c in self.columns}
+        self.transforms = dict(transforms or {})
+        self.image_size = image_size
+        self.label_map = dict(label_map) if label_map is not None else None
+        self.options = options or DecodeOptions()
+        self.on_error = on_error
+        self.require = set(require)
+        self._ids = self.manifest.ids()
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def _transform(self, column: str, value: Any) -> Any:
+        role = self.roles[column]
+        fn = self.transforms.get(column) or self.transforms.get(role.value)
+        if fn is not None:
+            return fn(value)
+        if role is Role.IMAGE:
+            return image_to_tensor(value, self.image_size)
+        if role is Role.AUDIO:
+            return torch.from_numpy(value)
+        return value
+
+    def _label(self, index: int) -> Any:
+        label = self.manifest.label(index)
+        if label is None or self.label_map is None:
+            return label
+        try:
+            return self.label_map[label]
+        except KeyError:
+            raise MediaError(f"label {label!r} is not one of the known classes",
+                             kind="bad_label",
+                             location=self.manifest.location(index, self.manifest.schema.label)
+                             ) from None
+
+    def load(self, index: int) -> Example:
+        """Decode and transform one row; raises :class:`MediaError` on a bad cell."""
+        inputs: dict[str, Any] = {}
+        for col in self.columns:
+            value = self.manifest.decode(index, col, self.options)
+            if value is None:
+                if col in self.require or self.roles[col].value in self.require:
+                    raise MediaError(f"{self.roles[col].value} is required but the cell is "
+                                     "empty", kind="missing_required",
+                                     location=self.manifest.location(index, col))
+                inputs[col] = None
+            else:
+                try:
+                    inputs[col] = self._transform(col, value)
+                except MediaError as err:
+                    raise err.at(manifest=self.manifest.source, row=index, column=col) from None
+        return Example(index, self._ids[index], inputs, self._label(index))
+
+    def __getitem__(self, index: int) -> Example | SkippedRow:
+        try:
+            return self.load(index)
+        except MediaError as err:
+            if self.on_error == "raise":
+                raise
+            return SkippedRow(index, [Problem.from_error(err)])
+
+    def loader(self, batch_size: int = 32, *, shuffle: bool = False, num_workers: int = 0,
+               **kwargs: Any) -> DataLoader:
+        """A DataLoader over this dataset that collates into :class:`Batch`."""
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle,
+                          num_workers=num_workers, collate_fn=collate_examples,
+                          persistent_workers=num_workers > 0, **kwargs)
+
+
+def _collate_column(values: list[Any]) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+    """Stack one column's values; zeros (or "") where absent; pad variable lengths."""
+    present = torch.tensor([v is not None for v in values], dtype=torch.bool)
+    given = [v for v in values if v is not None]
+    if not given:
+        return [""] * len(values), present, None
+    if all(isinstance(v, str) for v in given):
+        return [v if v is not None else "" for v in values], present, None
+    tensors = [torch.as_tensor(v) if v is not None else None for v in values]
+    ref = next(t for t in tensors if t is not None)
+    shapes = {tuple(t.shape) for t in tensors if t is not None}
+    if len(shapes) == 1:
+        out = torch.zeros((len(values), *ref.shape), dtype=ref.dtype)
+        for i, t in enumerate(tensors):
+            if t is not None:
+                out[i] = t
+        return out, present, None
+    lead = {s[:-1] for s in shapes}
+    if len(lead) != 1:
+        raise ValueError(f"cannot batch values of shapes {sorted(shapes)}: only the last "
+                         "dimension may vary (set image_size= or a transform)")
+    max_len = max(s[-1] for s in shapes)
+    out = torch.zeros((len(values), *ref.shape[:-1], max_len), dtype=ref.dtype)
+    lengths = torch.zeros(len(values), dtype=torch.long)
+    for i, t in enumerate(tensors):
+        if t is not None:
+            out[i, ..., : t.shape[-1]] = t
+            lengths[i] = t.shape[-1]
+    return out, present, lengths
+
+
+def collate_examples(items: list[Example | SkippedRow]) -> Batch:
+    """Collate examples into a :class:`Batch`; skipped rows go to ``Batch.skipped``."""
+    examples = [x for x in items if isinstance(x, Example)]
+    skipped = [p for x in items if isinstance(x, SkippedRow) for p in x.problems]
+    columns = sorted({c for x in examples for c in x.inputs})
+    inputs: dict[str, Any] = {}
+    present: dict[str, torch.Tensor] = {}
+    lengths: dict[str, torch.Tensor] = {}
+    for col in columns:
+        value, mask, lens = _collate_column([x.inputs.get(col) for x in examples])
+        inputs[col], present[col] = value, mask
+        if lens is not None:
+            lengths[col] = lens
+    labels: Any = [x.label for x in examples]
+    if labels and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
+                      for v in labels):
+        labels = torch.tensor(labels, dtype=torch.long)
+    elif labels and all(isinstance(v, float | int) and not isinstance(v, bool)
+                        for v in labels):
+        labels = torch.tensor(labels, dtype=torch.float32)
+    elif all(v is None for v in labels):
+        labels = None
+    return Batch(torch.tensor([x.index for x in examples], dtype=torch.long),
+                 [x.id for x in examples], inputs, present, lengths, labels, skipped)
+
+
+def iterate_with_report(loader: Iterable[Batch], report: SkipReport) -> Iterable[Batch]:
+    """Yield non-empty batches; record every skipped row in ``report``."""
+    for batch in loader:
+        report.extend(batch.skipped)
+        if len(batch):
+            yield batch

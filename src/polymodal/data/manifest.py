@@ -1,0 +1,332 @@
+"""Manifests: tables whose rows point at media, read from CSV, TSV, Parquet, JSONL, a
+pandas DataFrame or a folder of files.
+
+A :class:`Manifest` holds the table (paths and values, never decoded media), the
+folder that relative paths resolve against, and the :class:`~polymodal.data.schema.Schema`.
+Cells are decoded one at a time, on demand, by :meth:`Manifest.decode`, so a manifest
+of a million rows costs the memory of its table and nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.data.errors import CellLocation, ManifestError, MediaError
+from polymodal.data.media import (
+    DEFAULT_LIMITS,
+    DEFAULT_SAMPLE_RATE,
+    MediaLimits,
+    decode_audio,
+    decode_image,
+    decode_text_file,
+)
+from polymodal.data.schema import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    TEXT_EXTENSIONS,
+    ColumnSpec,
+    Role,
+    Schema,
+    infer_schema,
+)
+
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                  ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+
+_SPLIT_ALIASES = ({"val", "valid", "validation", "dev"}, {"train", "training"},
+                  {"test", "testing"})
+
+__all__ = ["DecodeOptions", "Manifest", "is_empty", "read_table"]
+
+
+def is_empty(value: Any) -> bool:
+    """True for a cell that means "this row lacks this modality": None, NaN, "" or spaces."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, str) and not value.strip():
+        return True
+    return bool(value is pd.NA or value is pd.NaT)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How cells are decoded: image mode, audio rate, and size bounds."""
+
+    image_mode: str = "RGB"
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    limits: MediaLimits = field(default_factory=lambda: DEFAULT_LIMITS)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a manifest table by its suffix; a failure names the file and the cause."""
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ManifestError(f"{path}: unknown manifest format {path.suffix!r}; use one of "
+                            f"{sorted(TABLE_SUFFIXES)} or a folder of files")
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        if kind in ("csv", "tsv"):
+            return pd.read_csv(path, sep="," if kind == "csv" else "\t", encoding="utf-8-sig")
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=kind == "jsonl", orient="records", dtype=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError, OSError) as exc:
+        raise ManifestError(f"{path}: cannot read {kind.upper()} manifest: {exc}") from None
+
+
+def _scan_folder(root: Path) -> tuple[pd.DataFrame, Schema]:
+    """Group a folder's files into rows by stem; the label is the first sub-folder."""
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(root)
+        for fname in sorted(filenames):
+            if fname.startswith("."):
+                continue
+            p = Path(fname)
+            ext = p.suffix.lower()
+            role = ("image" if ext in IMAGE_EXTENSIONS else "audio" if ext in AUDIO_EXTENSIONS
+                    else "text" if ext in TEXT_EXTENSIONS else None)
+            if role is None:
+                continue
+            group = groups.setdefault((rel_dir.as_posix(), p.stem), {})
+            group.setdefault(role, (rel_dir / fname).as_posix())
+    if not groups:
+        raise ManifestError(f"{root}: no image, audio or text files found in this folder")
+    rows = []
+    for (rel_dir, stem), files in sorted(groups.items()):
+        parts = Path(rel_dir).parts
+        rows.append({"id": f"{rel_dir}/{stem}" if parts else stem,
+                     "image": files.get("image"), "audio": files.get("audio"),
+                     "text": files.get("text"), "label": parts[0] if parts else None})
+    df = pd.DataFrame(rows)
+    df = df[[c for c in df.columns if df[c].notna().any()]]
+    specs = {"id": ColumnSpec("id", Role.ID, reason="folder"),
+             "image": ColumnSpec("image", Role.IMAGE, "path", "folder"),
+             "audio": ColumnSpec("audio", Role.AUDIO, "path", "folder"),
+             "text": ColumnSpec("text", Role.TEXT, "path", "folder"),
+             "label": ColumnSpec("label", Role.LABEL, reason="sub-folder")}
+    return df.reset_index(drop=True), Schema({c: specs[c] for c in df.columns})
+
+
+class Manifest:
+    """A table of rows pointing at media, with the roles of its columns.
+
+    Build one with :meth:`Manifest.read`; the constructor only stores its arguments.
+
+    Args:
+        table: one row per example; media columns hold paths.
+        schema: the role of every column.
+        root: folder that relative paths resolve against.
+        source: where the table came from (a file path, "DataFrame" or a folder), used
+            in error messages.
+        confine: refuse media paths that resolve (symlinks followed) outside ``root``.
+    """
+
+    def __init__(self, table: pd.DataFrame, schema: Schema, *, root: Path,
+                 source: str = "DataFrame", confine: bool = False) -> None:
+        self.table = table
+        self.schema = schema
+        self.root = root
+        self.source = source
+        self.confine = confine
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def read(cls, source: str | os.PathLike[str] | pd.DataFrame | Manifest, *,
+             label: str | None = None, roles: Mapping[str, Role | str] | None = None,
+             root: str | os.PathLike[str] | None = None, confine: bool = False) -> Manifest:
+        """Read a manifest from a file, a folder or a DataFrame and infer its schema.
+
+        Args:
+            source: CSV/TSV/Parquet/JSONL file, a folder of media files, or a DataFrame.
+            label: the label column (inferred from its name when not given).
+            roles: overrides, column name -> role name ("text", "image", "audio",
+                "label", "id", "numeric", "categorical", "split", "ignore").
+            root: folder for relative paths; defaults to the manifest file's folder (the
+                current folder for a DataFrame).
+            confine: refuse media outside ``root`` (paths with ``..``, absolute paths
+                and symlinks that lead out).
+        """
+        if isinstance(source, Manifest):
+            return source
+        if isinstance(source, pd.DataFrame):
+            table, name = source.reset_index(drop=True), "DataFrame"
+            base = Path(root) if root is not None else Path.cwd()
+            schema = infer_schema(table, label=label, overrides=roles)
+        else:
+            path = Path(source).expanduser()
+            name = str(path)
+            if path.is_dir():
+                table, folder_schema = _scan_folder(path)
+                base = Path(root) if root is not None else path
+                schema = folder_schema
+                if label or roles:
+                    schema = infer_schema(table, label=label, overrides={
+                        **{c: s.role for c, s in folder_schema.columns.items()},
+                        **(roles or {})})
+                    for col, spec in folder_schema.columns.items():
+                        if schema[col].role is spec.role:
+                            schema.columns[col] = spec
+            else:
+                table = read_table(path)
+                base = Path(root) if root is not None else path.parent
+                schema = infer_schema(table, label=label, overrides=roles)
+        table.columns = [str(c) for c in table.columns]
+        return cls(table, schema, root=base.resolve(), source=name, confine=confine)
+
+    # -- access -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return (f"Manifest({self.source!r}, rows={len(self)}, "
+                f"modalities={self.schema.modalities}, label={self.schema.label!r})")
+
+    @property
+    def modality_columns(self) -> dict[str, Role]:
+        return self.schema.modality_columns
+
+    def location(self, row: int, column: str | None = None, path: str | None = None
+                 ) -> CellLocation:
+        return CellLocation(manifest=self.source, row=row, column=column, path=path)
+
+    def value(self, row: int, column: str) -> Any:
+        """The raw cell, or None where it is empty."""
+        v = self.table.at[row, column]
+        if isinstance(v, np.generic):
+            v = v.item()
+        return None if is_empty(v) else v
+
+    def resolve(self, row: int, column: str) -> Path | None:
+        """The absolute path that a media cell points at, or None for an empty cell."""
+        v = self.value(row, column)
+        if v is None:
+            return None
+        if not isinstance(v, str | os.PathLike):
+            raise MediaError(f"expected a file path, got {type(v).__name__} {v!r}",
+                             kind="bad_value", location=self.location(row, column))
+        p = Path(os.path.expanduser(str(v).strip()))
+        p = p if p.is_absolute() else self.root / p
+        if self.confine:
+            real = p.resolve()
+            if not real.is_relative_to(self.root):
+                raise MediaError(
+                    f"path leads outside the manifest's folder {self.root} (to {real}); "
+                    "move the file inside it or read the manifest with confine=False",
+                    kind="outside_root", location=self.location(row, column, str(p)))
+        return p
+
+    def decode(self, row: int, column: str, options: DecodeOptions | None = None) -> Any:
+        """Decode one cell by its column's role; None for an empty cell.
+
+        Returns a Pillow image (image), a float32 mono waveform (audio), a string (text),
+        a float (numeric) or the raw value (label, categorical, id).
+
+        Raises:
+            MediaError: the cell is bad; the error names manifest, row, column and path.
+        """
+        options = options or DecodeOptions()
+        spec = self.schema[column]
+        path: Path | None = None
+        try:
+            if spec.role is Role.IMAGE:
+                path = self.resolve(row, column)
+                return None if path is None else decode_image(
+                    path, mode=options.image_mode, limits=options.limits)
+            if spec.role is Role.AUDIO:
+                path = self.resolve(row, column)
+                return None if path is None else decode_audio(
+                    path, sample_rate=options.sample_rate, limits=options.limits)
+            if spec.role is Role.TEXT:
+                if spec.source == "path":
+                    path = self.resolve(row, column)
+                    text = None if path is None else decode_text_file(path,
+                                                                      limits=options.limits)
+                else:
+                    text = self._inline_text(row, column)
+                return text if text is None or text.strip() else None
+            if spec.role is Role.NUMERIC:
+                return self._numeric(row, column)
+            return self.value(row, column)
+        except MediaError as err:
+            raise err.at(manifest=self.source, row=row, column=column,
+                         path=str(path) if path else None) from None
+
+    def _inline_text(self, row: int, column: str) -> str | None:
+        v = self.value(row, column)
+        if v is None:
+            return None
+        if isinstance(v, bytes):
+            from polymodal.data.media import decode_text_bytes
+
+            return decode_text_bytes(v)
+        if not isinstance(v, str):
+            return str(v)
+        return v
+
+    def _numeric(self, row: int, column: str) -> float | None:
+        v = self.value(row, column)
+        if v is None:
+            return None
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise MediaError(f"expected a number, got {v!r}", kind="bad_value") from None
+
+    def decode_row(self, row: int, options: DecodeOptions | None = None,
+                   columns: list[str] | None = None) -> dict[str, Any]:
+        """Decode every modality column of one row (None where a cell is empty)."""
+        cols = columns if columns is not None else list(self.modality_columns)
+        return {c: self.decode(row, c, options) for c in cols}
+
+    def label(self, row: int) -> Any:
+        """The row's label value, or None (no label column, or an empty cell)."""
+        col = self.schema.label
+        return None if col is None else self.value(row, col)
+
+    def ids(self) -> list[str]:
+        """Stable row ids: the id column where there is one, else the row number."""
+        col = self.schema.id
+        if col is None:
+            return [str(i) for i in range(len(self))]
+        return [str(v) for v in self.table[col].tolist()]
+
+    def rows(self) -> Iterator[int]:
+        return iter(range(len(self)))
+
+    # -- subsets ------------------------------------------------------------------
+    def subset(self, rows: list[int] | np.ndarray) -> Manifest:
+        """A manifest of the given rows (renumbered from 0), same schema and root."""
+        table = self.table.iloc[list(rows)].reset_index(drop=True)
+        return Manifest(table, self.schema, root=self.root, source=self.source,
+                        confine=self.confine)
+
+    def split(self, name: str) -> Manifest:
+        """The rows whose split column equals ``name`` ("train", "val", "test")."""
+        col = self.schema.split
+        if col is None:
+            raise ManifestError(f"{self.source}: no split column; add one named 'split' "
+                                "or pass roles={COLUMN: 'split'}")
+        values = self.table[col].astype(str).str.lower()
+        wanted = next((names for names in _SPLIT_ALIASES if name.lower() in names),
+                      {name.lower()})
+        mask = values.isin(wanted).to_numpy()
+        return self.subset(np.flatnonzero(mask))
+
+    def with_schema(self, schema: Schema) -> Manifest:
+        return Manifest(self.table, schema, root=self.root, source=self.source,
+                        confine=self.confine)
+

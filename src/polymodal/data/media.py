@@ -1,0 +1,260 @@
+"""Decode one cell: images with Pillow (SVG with cairosvg), audio with soundfile/librosa,
+text as UTF-8 or a detected encoding.
+
+Every failure becomes a :class:`~polymodal.data.errors.MediaError` with a ``kind`` and a
+reason; the caller (manifest, dataset) adds the row and column. Decoding is bounded:
+images larger than :attr:`MediaLimits.max_image_pixels` are refused before their pixels
+are read (decompression bombs), audio longer than :attr:`MediaLimits.max_audio_seconds`
+is cut to that length while reading (only that much is read), text files larger than
+:attr:`MediaLimits.max_text_bytes` are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from polymodal.data.errors import MediaError
+
+# Pillow's own bomb check warns then raises at 2x its limit; ours runs first and raises.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Bounds on what one cell may cost to decode (documented in docs/data.md)."""
+
+    max_image_pixels: int = 50_000_000
+    max_svg_side: int = 1024
+    max_audio_seconds: float = 60.0
+    max_text_bytes: int = 10_000_000
+
+
+DEFAULT_LIMITS = MediaLimits()
+DEFAULT_SAMPLE_RATE = 16_000
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("file not found", kind="missing_file")
+    if path.is_dir():
+        raise MediaError("is a folder, not a file", kind="unreadable")
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty (0 bytes)", kind="unreadable")
+
+
+def _is_svg(path: Path) -> bool:
+    if path.suffix.lower() == ".svg":
+        return True
+    with path.open("rb") as fh:
+        head = fh.read(512).lstrip()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
+
+
+def _flatten(img: Image.Image, mode: str) -> Image.Image:
+    """Convert any Pillow mode to ``mode`` consistently: transparency on white."""
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("LA", "RGBA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr / top * 255).astype(np.uint8), mode="L")
+    return img.convert(mode)
+
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[(?P<subset>.*?)\])?\s*>", re.DOTALL)
+_INTERNAL_ENTITY = re.compile(rb"<!ENTITY\s+(?P<name>[\w.-]+)\s+(?P<q>[\"'])(?P<value>[^&%<]*?)(?P=q)\s*>")
+
+
+def expand_internal_entities(svg: bytes) -> bytes:
+    """Expand flat internal entities of an SVG's DOCTYPE and drop the DOCTYPE.
+
+    Illustrator exports declare ``<!ENTITY ns_svg "http://...">``; cairosvg's safe XML
+    parser refuses every entity. Entities whose value holds no reference (so no nested
+    "billion laughs" expansion) are expanded here; anything else (external, parameter
+    or nested entities) is left in place and stays refused.
+    """
+    match = _DOCTYPE.search(svg)
+    if match is None or not match.group("subset"):
+        return svg
+    subset = match.group("subset")
+    entities = {m["name"]: m["value"] for m in _INTERNAL_ENTITY.finditer(subset)}
+    leftover = _INTERNAL_ENTITY.sub(b"", subset)
+    if b"<!ENTITY" in leftover or not entities:
+        return svg
+    body = svg[: match.start()] + svg[match.end():]
+    for name, value in entities.items():
+        body = body.replace(b"&" + name + b";", value)
+    return body
+
+
+def _decode_svg(path: Path, limits: MediaLimits) -> Image.Image:
+    import cairosvg
+
+    try:
+        svg = expand_internal_entities(path.read_bytes())
+        png = cairosvg.svg2png(bytestring=svg, unsafe=False)
+        img = Image.open(io.BytesIO(png))
+        if max(img.size) > limits.max_svg_side:  # render again at a bounded size
+            scale = limits.max_svg_side / max(img.size)
+            png = cairosvg.svg2png(bytestring=svg, scale=scale, unsafe=False)
+            img = Image.open(io.BytesIO(png))
+        img.load()
+    except MediaError:
+        raise
+    except Exception as exc:  # cairosvg raises many types (XML, value, cairo)
+        raise MediaError(f"cannot rasterise SVG ({type(exc).__name__}: {exc})",
+                         kind="unreadable") from None
+    return img
+
+
+def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
+                 limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
+    """Read an image file as a Pillow image in ``mode`` ("RGB" or "L").
+
+    PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) and SVG (rasterised). Palette, grey
+    and transparent images are converted the same way everywhere: transparency is
+    composited onto white.
+
+    Raises:
+        MediaError: missing, empty, unreadable, truncated or too-large image.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        if _is_svg(path):
+            img = _decode_svg(path, limits)
+        else:
+            with Image.open(path) as opened:
+                w, h = opened.size
+                if w * h > limits.max_image_pixels:
+                    raise MediaError(
+                        f"image claims {w}x{h} pixels, over the limit of "
+                        f"{limits.max_image_pixels:,} (a decompression bomb?)",
+                        kind="too_large")
+                if getattr(opened, "n_frames", 1) > 1:
+                    opened.seek(0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    opened.load()
+                img = opened.copy() if opened.mode != "P" else opened.convert("RGBA")
+        return _flatten(img, mode)
+    except MediaError:
+        raise
+    except UnidentifiedImageError:
+        raise MediaError("not an image Pillow can identify (wrong format or corrupt)",
+                         kind="unreadable") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated image ({reason})"
+        raise MediaError(f"cannot decode image: {reason}", kind="unreadable") from None
+
+
+def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAMPLE_RATE,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate`` Hz.
+
+    WAV, FLAC, OGG/Vorbis, Opus and MP3 through libsndfile (soundfile); other formats
+    through librosa's fallback. At most ``limits.max_audio_seconds`` are read.
+
+    Raises:
+        MediaError: missing, empty, unreadable or truncated audio.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+        if info.frames == 0 and info.duration == 0:
+            raise MediaError("audio has no samples", kind="unreadable")
+        max_frames = int(limits.max_audio_seconds * info.samplerate)
+        data, sr = sf.read(str(path), frames=max_frames if max_frames > 0 else -1,
+                           dtype="float32", always_2d=True)
+    except MediaError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        data, sr = _decode_audio_fallback(path, exc, limits)
+    if data.ndim == 2:
+        data = data.mean(axis=1)
+    if data.size == 0:
+        raise MediaError("audio has no samples (empty or truncated stream)", kind="unreadable")
+    if not np.all(np.isfinite(data)):
+        raise MediaError("audio holds NaN or infinite samples", kind="unreadable")
+    if sr != sample_rate:
+        import librosa
+
+        data = librosa.resample(data, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _decode_audio_fallback(path: Path, first: Exception,
+                           limits: MediaLimits) -> tuple[np.ndarray, int]:
+    """Formats libsndfile rejects: try librosa (audioread), else report libsndfile's reason."""
+    try:
+        import librosa
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, sr = librosa.load(str(path), sr=None, mono=True,
+                                    duration=limits.max_audio_seconds)
+        return data.astype(np.float32), int(sr)
+    except Exception:
+        raise MediaError(f"cannot decode audio: {first}", kind="unreadable") from None
+
+
+_WESTERN = ("cp1252", "latin_1", "iso8859_15")
+_CHAOS_MARGIN = 0.05
+
+
+def decode_text_bytes(raw: bytes) -> str:
+    """Bytes to text: UTF-8 (with or without BOM), else a confidently detected encoding.
+
+    Raises:
+        MediaError: binary content, or no encoding fits.
+    """
+    if b"\x00" in raw[:8192] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise MediaError("binary data, not text", kind="not_text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(raw)
+    best = matches.best()
+    if best is not None:
+        # Short texts fit several 8-bit code pages about equally; prefer Western
+        # European (the most common non-UTF-8 text) when it fits almost as well.
+        western = [m for m in matches if m.encoding in _WESTERN
+                   and m.chaos <= best.chaos + _CHAOS_MARGIN]
+        best = western[0] if western else best
+    if best is None or best.encoding is None:
+        raise MediaError("text is not UTF-8 and its encoding could not be detected; "
+                         "re-save it as UTF-8", kind="not_text")
+    return str(best)
+
+
+def decode_text_file(path: str | os.PathLike[str], *,
+                     limits: MediaLimits = DEFAULT_LIMITS) -> str:
+    """Read a text file (UTF-8, or its encoding detected)."""
+    path = Path(path)
+    _check_file(path)
+    size = path.stat().st_size
+    if size > limits.max_text_bytes:
+        raise MediaError(f"text file of {size:,} bytes is over the limit of "
+                         f"{limits.max_text_bytes:,}", kind="too_large")
+    return decode_text_bytes(path.read_bytes())
