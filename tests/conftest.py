@@ -40,7 +40,8 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
 
 
 SVG_WITH_ENTITY = b"""<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE svg PUBLIC '-//W3C//DTD SVG 1.1//EN' 'http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd' [
+<!DOCTYPE svg PUBLIC '-//W3C//DTD SVG 1.1//EN'
+  'http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd' [
   <!ENTITY ns_svg "http://www.w3.org/2000/svg">
 ]>
 <svg xmlns="&ns_svg;" width="40" height="20" viewBox="0 0 40 20">

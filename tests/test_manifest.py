@@ -132,7 +132,8 @@ def test_confine_refuses_paths_leading_out_of_the_folder(media, tmp_path):
 
 
 def test_a_million_row_manifest_decodes_nothing_until_asked(media, tmp_path, monkeypatch):
-    from polymodal.data import MultimodalDataset, manifest as manifest_module
+    from polymodal.data import MultimodalDataset
+    from polymodal.data import manifest as manifest_module
 
     calls = []
     real = manifest_module.decode_image

@@ -85,7 +85,7 @@ def test_audio_is_cut_to_the_duration_limit(media):
 
 @pytest.mark.parametrize("kind", ["truncated_ogg", "empty_wav", "png"])
 def test_bad_audio_raises(media, kind):
-    with pytest.raises(MediaError, match="audio|empty"):
+    with pytest.raises(MediaError, match=r"audio|empty"):
         decode_audio(media[kind])
 
 

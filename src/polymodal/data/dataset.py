@@ -90,10 +90,7 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None
         hw = (size, size) if isinstance(size, int) else size
         img = img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / 255.0
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 

@@ -75,7 +75,8 @@ def _flatten(img: Image.Image, mode: str) -> Image.Image:
 
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[(?P<subset>.*?)\])?\s*>", re.DOTALL)
-_INTERNAL_ENTITY = re.compile(rb"<!ENTITY\s+(?P<name>[\w.-]+)\s+(?P<q>[\"'])(?P<value>[^&%<]*?)(?P=q)\s*>")
+_INTERNAL_ENTITY = re.compile(
+    rb"<!ENTITY\s+(?P<name>[\w.-]+)\s+(?P<q>[\"'])(?P<value>[^&%<]*?)(?P=q)\s*>")
 
 
 def expand_internal_entities(svg: bytes) -> bytes:

@@ -137,18 +137,48 @@ def check_ids(manifest: Manifest) -> list[Problem]:
     return problems
 
 
-def _check_row(manifest: Manifest, row: int, columns: Sequence[str], options: DecodeOptions,
+class _FileVerdicts:
+    """Remembers the verdict on each media file, so that a file shared by many rows
+    (an image with 20 questions) is decoded once per validation."""
+
+    def __init__(self, manifest: Manifest, options: DecodeOptions) -> None:
+        self.manifest, self.options = manifest, options
+        self.seen: dict[tuple[str, str], MediaError | bool] = {}
+
+    def decode(self, row: int, column: str) -> bool:
+        """True when the cell holds a value, False when empty; raises MediaError."""
+        spec = self.manifest.schema[column]
+        if spec.source != "path" or not spec.role.is_modality:
+            return self.manifest.decode(row, column, self.options) is not None
+        path = self.manifest.resolve(row, column)  # raises located errors itself
+        if path is None:
+            return False
+        key = (spec.role.value, str(path))
+        if key not in self.seen:
+            try:  # a text file of only whitespace decodes to None: the row lacks text
+                self.seen[key] = self.manifest.decode(row, column, self.options) is not None
+            except MediaError as err:
+                self.seen[key] = err
+        verdict = self.seen[key]
+        if isinstance(verdict, MediaError):
+            raise verdict.at(row=row, column=column, path=str(path))
+        return verdict
+
+
+def _check_row(verdicts: _FileVerdicts, row: int, columns: Sequence[str],
                required: set[str]) -> tuple[int, dict[str, str], list[Problem]]:
+    manifest = verdicts.manifest
     states: dict[str, str] = {}
     problems: list[Problem] = []
     for col in columns:
         try:
-            value = manifest.decode(row, col, options)
+            has_value = verdicts.decode(row, col)
         except MediaError as err:
             states[col] = "bad"
-            problems.append(Problem.from_error(err))
+            problems.append(Problem.from_error(err.at(manifest=manifest.source, row=row,
+                                                      column=col)))
             continue
-        if value is None:
+        if not has_value:
             states[col] = "empty"
             role = manifest.schema[col].role.value
             if col in required or role in required:
@@ -189,7 +219,8 @@ def validate(manifest: Manifest, *, require: Iterable[str] = (),
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             progress_bar(f"validating {Path(manifest.source).name}", len(manifest),
                          enabled=show_progress) as advance:
-        results = pool.map(lambda r: _check_row(manifest, r, columns, options, required),
+        verdicts = _FileVerdicts(manifest, options)
+        results = pool.map(lambda r: _check_row(verdicts, r, columns, required),
                            range(len(manifest)), chunksize=64)
         for _row, states, problems in results:
             for col, state in states.items():

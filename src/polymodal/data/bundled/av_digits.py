@@ -43,10 +43,14 @@ def _facts(d: int) -> list[str]:
 
 
 def text_record(d: int, rng: np.random.Generator) -> str:
-    """A short record with one or two true facts about ``d``."""
+    """A short record with one or two true facts about ``d``, never enough to name it:
+    a pair of facts that fits ``d`` alone is cut to its first fact."""
     facts = _facts(d)
     k = 1 if rng.random() < 0.7 else 2
     chosen = [facts[i] for i in sorted(rng.choice(len(facts), size=k, replace=False))]
+    fits = [x for x in range(10) if set(chosen) <= set(_facts(x))]
+    if len(fits) < 2:
+        chosen = chosen[:1]
     return "the number is " + " and ".join(chosen)
 
 
