@@ -68,7 +68,8 @@ def media(tmp_path: Path) -> dict[str, Path]:
     f["grey"] = write_png(d / "grey.png", mode="L", colour=128)
     f["rgba"] = write_png(d / "transparent.png", mode="RGBA", colour=(255, 0, 0, 0))
     f["palette"] = d / "palette.png"
-    Image.new("RGB", (5, 5), (10, 20, 30)).convert("P", palette=Image.Palette.ADAPTIVE).save(f["palette"])
+    solid = Image.new("RGB", (5, 5), (10, 20, 30))
+    solid.convert("P", palette=Image.Palette.ADAPTIVE).save(f["palette"])
     f["svg"] = d / "shape.svg"
     f["svg"].write_bytes(SVG_WITH_ENTITY)
     f["wav"] = d / "tone.wav"
