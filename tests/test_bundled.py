@@ -189,3 +189,21 @@ def test_cli_lists_and_makes(tmp_path):
     assert "60 rows: OK" in result.output
     result = runner.invoke(app, ["schema", str(tmp_path / "soc" / "manifest.csv")])
     assert "question" in result.output and "text" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_full_dataset_is_made_and_validates(tmp_path, name):
+    manifest = Manifest.read(make_dataset(name, tmp_path / name, show_progress=False))
+    expected = {"av-digits": 1797, "tuxpaint": 950, "fashion-mnist": 70_000,
+                "sort-of-clevr": 204_000}[name]
+    assert len(manifest) == expected
+    assert validate(manifest, show_progress=False).problems == []
+
+
+@pytest.mark.slow
+def test_demo_makes_validates_and_says_where(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "1,797 rows: OK" in result.output
+    assert str(tmp_path / "av-digits" / "manifest.csv") in result.output.replace("\n", "")

@@ -85,7 +85,7 @@ def validate_cmd(
     report: Annotated[Path | None, typer.Option(
         help="write every problem to this CSV file")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    workers: Annotated[int, typer.Option(help="decoding threads")] = 4,
+    workers: Annotated[int, typer.Option(help="decoding threads (help with big images)")] = 1,
 ) -> None:
     """Decode every cell of MANIFEST and report each bad row; exit 1 if any is bad."""
     try:

@@ -142,6 +142,7 @@ class Manifest:
         self.root = root
         self.source = source
         self.confine = confine
+        self._cells: dict[str, list[Any]] = {}
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -205,7 +206,10 @@ class Manifest:
 
     def value(self, row: int, column: str) -> Any:
         """The raw cell, or None where it is empty."""
-        v = self.table.at[row, column]
+        cells = self._cells.get(column)
+        if cells is None:  # one list per column: a cell lookup is then a list index
+            cells = self._cells[column] = self.table[column].tolist()
+        v = cells[row]
         if isinstance(v, np.generic):
             v = v.item()
         return None if is_empty(v) else v

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +43,25 @@ DEFAULT_LIMITS = MediaLimits()
 DEFAULT_SAMPLE_RATE = 16_000
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise MediaError("file not found", kind="missing_file")
-    if path.is_dir():
+def _check_file(path: Path) -> int:
+    """The file's size; a clear error for a missing, empty or non-regular file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError("file not found", kind="missing_file") from None
+    except OSError as exc:
+        raise MediaError(f"cannot open file: {exc.strerror}", kind="unreadable") from None
+    if stat.S_ISDIR(st.st_mode):
         raise MediaError("is a folder, not a file", kind="unreadable")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise MediaError("file is empty (0 bytes)", kind="unreadable")
+    return st.st_size
 
 
-def _is_svg(path: Path) -> bool:
-    if path.suffix.lower() == ".svg":
-        return True
+def _looks_like_svg(path: Path) -> bool:
     with path.open("rb") as fh:
-        head = fh.read(512).lstrip()
-    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
+        head = fh.read(1024).lstrip()
+    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!")) and b"<svg" in head)
 
 
 def _flatten(img: Image.Image, mode: str) -> Image.Image:
@@ -135,26 +140,25 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
     path = Path(path)
     _check_file(path)
     try:
-        if _is_svg(path):
-            img = _decode_svg(path, limits)
-        else:
-            with Image.open(path) as opened:
-                w, h = opened.size
-                if w * h > limits.max_image_pixels:
-                    raise MediaError(
-                        f"image claims {w}x{h} pixels, over the limit of "
-                        f"{limits.max_image_pixels:,} (a decompression bomb?)",
-                        kind="too_large")
-                if getattr(opened, "n_frames", 1) > 1:
-                    opened.seek(0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    opened.load()
-                img = opened.copy() if opened.mode != "P" else opened.convert("RGBA")
-        return _flatten(img, mode)
+        if path.suffix.lower() == ".svg":
+            return _flatten(_decode_svg(path, limits), mode)
+        with Image.open(path) as opened:
+            w, h = opened.size
+            if w * h > limits.max_image_pixels:
+                raise MediaError(
+                    f"image claims {w}x{h} pixels, over the limit of "
+                    f"{limits.max_image_pixels:,} (a decompression bomb?)", kind="too_large")
+            if getattr(opened, "n_frames", 1) > 1:
+                opened.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opened.load()
+            return _flatten(opened, mode)
     except MediaError:
         raise
     except UnidentifiedImageError:
+        if _looks_like_svg(path):  # an SVG under another name
+            return _flatten(_decode_svg(path, limits), mode)
         raise MediaError("not an image Pillow can identify (wrong format or corrupt)",
                          kind="unreadable") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -179,18 +183,15 @@ def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAM
     path = Path(path)
     _check_file(path)
     try:
-        info = sf.info(str(path))
-        if info.frames == 0 and info.duration == 0:
-            raise MediaError("audio has no samples", kind="unreadable")
-        max_frames = int(limits.max_audio_seconds * info.samplerate)
-        data, sr = sf.read(str(path), frames=max_frames if max_frames > 0 else -1,
-                           dtype="float32", always_2d=True)
-    except MediaError:
-        raise
+        with sf.SoundFile(str(path)) as fh:
+            sr = fh.samplerate
+            max_frames = int(limits.max_audio_seconds * sr)
+            data = fh.read(frames=max_frames if max_frames > 0 else -1, dtype="float32",
+                           always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         data, sr = _decode_audio_fallback(path, exc, limits)
     if data.ndim == 2:
-        data = data.mean(axis=1)
+        data = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if data.size == 0:
         raise MediaError("audio has no samples (empty or truncated stream)", kind="unreadable")
     if not np.all(np.isfinite(data)):

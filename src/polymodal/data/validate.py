@@ -191,7 +191,7 @@ def _check_row(verdicts: _FileVerdicts, row: int, columns: Sequence[str],
 
 def validate(manifest: Manifest, *, require: Iterable[str] = (),
              options: DecodeOptions | None = None, label_type: LabelType = "auto",
-             workers: int = 4, show_progress: bool = True) -> ValidationReport:
+             workers: int = 1, show_progress: bool = True) -> ValidationReport:
     """Decode every media cell, check labels, ids and numbers; return the report.
 
     Args:
@@ -200,7 +200,8 @@ def validate(manifest: Manifest, *, require: Iterable[str] = (),
         options: decoding options (image mode, sample rate, size limits).
         label_type: "numeric" to demand numbers (regression), "categorical", or "auto"
             (the type most labels have).
-        workers: threads that decode in parallel (decoders release the GIL).
+        workers: threads that decode in parallel; they pay off for large images and
+            SVGs, not for small files (see docs/benchmarks.md).
         show_progress: show a progress bar.
     """
     options = options or DecodeOptions()
@@ -216,12 +217,16 @@ def validate(manifest: Manifest, *, require: Iterable[str] = (),
                               label_column=manifest.schema.label)
     report.columns = {c: ColumnSummary(c, manifest.schema[c].role.value) for c in columns}
     modality_cols = set(manifest.modality_columns)
+    verdicts = _FileVerdicts(manifest, options)
+
+    def check(row: int) -> tuple[int, dict[str, str], list[Problem]]:
+        return _check_row(verdicts, row, columns, required)
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             progress_bar(f"validating {Path(manifest.source).name}", len(manifest),
                          enabled=show_progress) as advance:
-        verdicts = _FileVerdicts(manifest, options)
-        results = pool.map(lambda r: _check_row(verdicts, r, columns, required),
-                           range(len(manifest)), chunksize=64)
+        rows = range(len(manifest))
+        results = map(check, rows) if workers <= 1 else pool.map(check, rows)
         for _row, states, problems in results:
             for col, state in states.items():
                 summary = report.columns[col]

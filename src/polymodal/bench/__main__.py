@@ -1,0 +1,33 @@
+"""``python -m polymodal.bench [--quick] [--only NAME]``: run benchmarks, update
+docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from polymodal.bench import data_loading
+from polymodal.bench.report import Section, write_section
+
+BENCHMARKS: dict[str, Callable[[bool], Section]] = {
+    "data-loading": data_loading.run,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m polymodal.bench",
+                                     description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="CI-sized data")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    args = parser.parse_args(argv)
+    for name in args.only or list(BENCHMARKS):
+        section = BENCHMARKS[name](args.quick)
+        path = write_section(section, args.out)
+        print(section.render())
+        print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()

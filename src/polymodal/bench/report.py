@@ -1,0 +1,71 @@
+"""Write benchmark sections into docs/benchmarks.md, each between its own markers, so a
+benchmark run updates its section and leaves the others as they are."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+HEADER = """# Benchmarks
+
+Every number here was measured by `make bench` (or the command given in its section) on
+the machine named in the section, against a baseline measured in the same run. Speed
+is reported as a ratio to that baseline; no unit test asserts a time.
+"""
+
+
+@dataclass
+class Section:
+    """One benchmark's results: a title, the command that reproduces it, a table."""
+
+    key: str
+    title: str
+    command: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: str = ""
+
+    def render(self) -> str:
+        lines = [f"<!-- bench:{self.key} -->", f"## {self.title}", "",
+                 f"Reproduce: `{self.command}`", "",
+                 f"Machine: {machine_summary()}; measured {datetime.now(timezone.utc):%Y-%m-%d}.",
+                 "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(self.columns)))
+                 + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        if self.notes:
+            lines += ["", self.notes]
+        lines += [f"<!-- /bench:{self.key} -->"]
+        return "\n".join(lines)
+
+
+def machine_summary() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def write_section(section: Section, path: Path = Path("docs/benchmarks.md")) -> Path:
+    """Insert or replace ``section`` in the report at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    block = section.render()
+    pattern = re.compile(rf"<!-- bench:{re.escape(section.key)} -->.*?"
+                         rf"<!-- /bench:{re.escape(section.key)} -->", re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else \
+        text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
