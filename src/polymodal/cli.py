@@ -18,6 +18,8 @@ app = typer.Typer(help="polymodal: multimodal learning for text, images and audi
                   no_args_is_help=True, pretty_exceptions_enable=False)
 datasets_app = typer.Typer(help="The bundled benchmark datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+encoders_app = typer.Typer(help="Feature extractors by name.", no_args_is_help=True)
+app.add_typer(encoders_app, name="encoders")
 out = Console()
 MAX_PROBLEMS_SHOWN = 50
 
@@ -158,6 +160,72 @@ def datasets_make(
         print_report(result)
         if not result.ok:
             raise typer.Exit(1)
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, object]:
+    import yaml
+
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. dim=256")
+        key, value = pair.split("=", 1)
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+@encoders_app.command("list")
+def encoders_list(
+    modality: Annotated[str | None, typer.Option(help="text, image or audio")] = None,
+) -> None:
+    """List the encoders: output size, pretrained or not, and whether they run offline."""
+    from polymodal.encoders import list_encoders
+
+    table = Table(title="encoders")
+    for name in ("name", "modality", "output", "pretrained", "offline here", "description"):
+        table.add_column(name, overflow="fold")
+    for info in list_encoders(modality):
+        dim = str(info.output_dim)
+        offline = "yes" if info.offline() else f"with {info.needs}" if info.needs else "no"
+        table.add_row(info.name, info.modality, dim, "yes" if info.pretrained else "no",
+                      offline, info.description)
+    out.print(table)
+
+
+@app.command("embed")
+def embed_cmd(
+    manifest: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet, JSONL or a folder")],
+    encoder: Annotated[str, typer.Option(help="a name from `polymodal encoders list`")],
+    out_file: Annotated[Path, typer.Option("--out", help="FILE.parquet or FILE.npy")],
+    column: Annotated[str | None, typer.Option(help="the column to embed")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        help="encoder setting KEY=VALUE (repeatable), e.g. model=/path/to/model")] = None,
+    batch_size: Annotated[int, typer.Option(help="rows per batch")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="feature cache folder")] = None,
+    on_error: Annotated[str, typer.Option(help="raise or skip")] = "raise",
+    label: Annotated[str | None, typer.Option(help="the label column")] = None,
+) -> None:
+    """Write one embedding per row of MANIFEST (with its id) to --out."""
+    from polymodal.data import MediaError
+    from polymodal.encoders import build_encoder, embed_manifest
+
+    try:
+        enc = build_encoder(encoder, **_parse_options(option))
+        result = embed_manifest(Manifest.read(manifest, label=label), enc, out_file,
+                                column=column, batch_size=batch_size, num_workers=workers,
+                                cache_dir=cache, on_error=on_error)  # type: ignore[arg-type]
+    except MediaError as exc:
+        out.print(f"[red]bad row:[/] {exc}\n(--on-error skip goes on and reports such rows)")
+        raise typer.Exit(1) from None
+    except (ManifestError, KeyError, ValueError, TypeError, ImportError, OSError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"{result.embedded:,} of {result.rows:,} rows embedded ({result.dim}-d), "
+              f"{result.missing:,} lack the modality, {result.skipped:,} skipped -> "
+              f"{result.path}")
+    if result.skip_report:
+        out.print(f"skipped rows and reasons: {result.skip_report}")
 
 
 @app.command("demo")

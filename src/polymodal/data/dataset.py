@@ -26,6 +26,7 @@ from polymodal.data.manifest import DecodeOptions, Manifest
 from polymodal.data.schema import Role
 
 Transform = Callable[[Any], Any]
+CellLoader = Callable[[Manifest, int, str], Any]
 
 
 @dataclass
@@ -110,6 +111,9 @@ class MultimodalDataset(Dataset):
             row out of its batch and reports it in ``Batch.skipped``.
         require: modalities or columns every row must have (an empty cell is then an
             error, handled by ``on_error``).
+        cell_loaders: per column, ``fn(manifest, row, column) -> features | None`` used
+            instead of decode + transform (e.g. an encoder's feature cache, which may
+            skip decoding altogether).
     """
 
     def __init__(self, manifest: Manifest | Any, *, columns: Sequence[str] | None = None,
@@ -117,7 +121,8 @@ class MultimodalDataset(Dataset):
                  image_size: int | tuple[int, int] | None = None,
                  label_map: Mapping[Any, int] | None = None,
                  options: DecodeOptions | None = None, on_error: OnError = "raise",
-                 require: Iterable[str] = ()) -> None:
+                 require: Iterable[str] = (),
+                 cell_loaders: Mapping[str, CellLoader] | None = None) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
         self.manifest = Manifest.read(manifest)
@@ -135,6 +140,7 @@ class MultimodalDataset(Dataset):
         self.options = options or DecodeOptions()
         self.on_error = on_error
         self.require = set(require)
+        self.cell_loaders = dict(cell_loaders or {})
         self._ids = self.manifest.ids()
 
     def __len__(self) -> int:
@@ -167,13 +173,19 @@ class MultimodalDataset(Dataset):
         """Decode and transform one row; raises :class:`MediaError` on a bad cell."""
         inputs: dict[str, Any] = {}
         for col in self.columns:
-            value = self.manifest.decode(index, col, self.options)
+            loader = self.cell_loaders.get(col)
+            if loader is not None:
+                value = loader(self.manifest, index, col)
+            else:
+                value = self.manifest.decode(index, col, self.options)
             if value is None:
                 if col in self.require or self.roles[col].value in self.require:
                     raise MediaError(f"{self.roles[col].value} is required but the cell is "
                                      "empty", kind="missing_required",
                                      location=self.manifest.location(index, col))
                 inputs[col] = None
+            elif loader is not None:
+                inputs[col] = value
             else:
                 try:
                     inputs[col] = self._transform(col, value)

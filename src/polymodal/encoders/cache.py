@@ -1,0 +1,136 @@
+"""The feature cache: outputs of frozen encoders on disk, keyed by content and encoder.
+
+An entry's key is the SHA-1 of the cell's content (the file's bytes, or the inline
+text) under a folder named by the encoder's fingerprint (class, settings, weights). A
+changed file has another key; a changed encoder another folder: stale entries are never
+read. Entries are safetensors files written atomically (temp file + rename).
+
+Use it through the dataset: ``MultimodalDataset(m, cell_loaders={"image":
+CachedFeatures(encoder, cache_dir)})`` and the model's side ``CachedEncoder(encoder)``,
+which takes the cached features where the encoder took its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from polymodal.data.errors import MediaError
+from polymodal.data.manifest import DecodeOptions, Manifest
+from polymodal.data.media import _check_file
+from polymodal.data.schema import Role
+from polymodal.encoders.base import Encoded, ModalityEncoder, lengths_to_mask
+
+
+def content_key(manifest: Manifest, row: int, column: str) -> str | None:
+    """SHA-1 of a cell's content (file bytes or inline text); None for an empty cell."""
+    spec = manifest.schema[column]
+    if spec.source == "path" or spec.role in (Role.IMAGE, Role.AUDIO):
+        path = manifest.resolve(row, column)
+        if path is None:
+            return None
+        try:
+            _check_file(path)
+        except MediaError as err:
+            raise err.at(manifest=manifest.source, row=row, column=column,
+                         path=str(path)) from None
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha1").hexdigest()
+    value = manifest.decode(row, column)
+    return None if value is None else hashlib.sha1(f"text:{value}".encode()).hexdigest()
+
+
+class FeatureCache:
+    """Cached (tokens, pooled) of one frozen encoder under ``root/<fingerprint>/``."""
+
+    def __init__(self, root: str | os.PathLike[str], encoder: ModalityEncoder) -> None:
+        if encoder.trainable:
+            raise ValueError("only a frozen encoder's outputs can be cached: call "
+                             "encoder.freeze() first")
+        self.root = Path(root)
+        self.folder = self.root / encoder.fingerprint()
+        self.hits = 0
+        self.misses = 0
+
+    def path_for(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.safetensors"
+
+    def get(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        path = self.path_for(key)
+        if not path.exists():
+            self.misses += 1
+            return None
+        try:
+            entry = load_file(path)
+        except Exception:  # a half-written or damaged entry is recomputed, never trusted
+            path.unlink(missing_ok=True)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry["tokens"], entry["pooled"]
+
+    def put(self, key: str, tokens: torch.Tensor, pooled: torch.Tensor) -> None:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({"tokens": tokens.contiguous(), "pooled": pooled.contiguous()}, tmp)
+        tmp.replace(path)
+
+
+def pack(tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """(T, d) tokens and (d,) pooled -> one (d, T + 1) tensor that collate can pad."""
+    return torch.cat([pooled[None], tokens], dim=0).T.contiguous()
+
+
+class CachedFeatures:
+    """A dataset cell loader: the cached features of a cell, computed on a miss.
+
+    Picklable (DataLoader workers); each worker runs the encoder on its misses.
+    """
+
+    def __init__(self, encoder: ModalityEncoder, root: str | os.PathLike[str],
+                 options: DecodeOptions | None = None) -> None:
+        self.encoder = encoder
+        self.cache = FeatureCache(root, encoder)
+        self.options = options or DecodeOptions()
+
+    def __call__(self, manifest: Manifest, row: int, column: str) -> torch.Tensor | None:
+        key = content_key(manifest, row, column)
+        if key is None:
+            return None
+        hit = self.cache.get(key)
+        if hit is None:
+            value = manifest.decode(row, column, self.options)
+            if value is None:
+                return None
+            with torch.no_grad():
+                out = self.encoder.encode([value])
+            n = int(out.mask[0].sum())
+            hit = (out.tokens[0, :n].float().cpu(), out.pooled[0].float().cpu())
+            self.cache.put(key, *hit)
+        return pack(*hit)
+
+
+class CachedEncoder(ModalityEncoder):
+    """The model's side of the cache: takes packed cached features, returns ``Encoded``."""
+
+    def __init__(self, encoder: ModalityEncoder) -> None:
+        super().__init__()
+        self.modality = encoder.modality  # type: ignore[misc]
+        self.output_dim = encoder.output_dim
+        self.trainable = False
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
+        pooled = inputs[:, :, 0]
+        tokens = inputs[:, :, 1:].transpose(1, 2)
+        token_lengths = None if lengths is None else (lengths - 1).clamp(min=1)
+        mask = lengths_to_mask(token_lengths, tokens.shape[1], tokens.shape[0], inputs.device)
+        return Encoded(tokens, mask, pooled)
+
+    def config(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,70 @@
+"""Encoders by name: the same names in Python, YAML configs and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from polymodal.encoders.base import ModalityEncoder
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """A registered encoder: how to build it and what it is."""
+
+    name: str
+    modality: str
+    factory: Callable[..., ModalityEncoder]
+    description: str
+    pretrained: bool
+    offline: Callable[[], bool]  # can its default weights load here, with no network?
+    output_dim: int | str  # a number, or what sets it ("vocabulary", "model")
+    needs: str | None = None  # the argument a user must give, e.g. "model=NAME_OR_FOLDER"
+
+
+ENCODERS: dict[str, EncoderInfo] = {}
+
+
+def _always() -> bool:
+    return True
+
+
+def register_encoder(name: str, *, modality: str, description: str, pretrained: bool = False,
+                     offline: Callable[[], bool] = _always, output_dim: int | str = 128,
+                     needs: str | None = None) -> Callable[[Callable[..., ModalityEncoder]],
+                                   Callable[..., ModalityEncoder]]:
+    """Register a class or factory under ``name`` (a decorator)."""
+    def wrap(factory: Callable[..., ModalityEncoder]) -> Callable[..., ModalityEncoder]:
+        if name in ENCODERS:
+            raise ValueError(f"encoder {name!r} is registered twice")
+        ENCODERS[name] = EncoderInfo(name, modality, factory, description, pretrained,
+                                     offline, output_dim, needs)
+        return factory
+    return wrap
+
+
+def _load_all() -> None:
+    from polymodal.encoders import audio, image, text  # noqa: F401  (registers them)
+
+
+def list_encoders(modality: str | None = None) -> list[EncoderInfo]:
+    """Every registered encoder (of one modality), sorted by modality then name."""
+    _load_all()
+    infos = [i for i in ENCODERS.values() if modality is None or i.modality == modality]
+    return sorted(infos, key=lambda i: (i.modality, i.name))
+
+
+def build_encoder(name: str, **kwargs: Any) -> ModalityEncoder:
+    """Build the encoder registered as ``name`` with ``kwargs``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    _load_all()
+    try:
+        info = ENCODERS[name]
+    except KeyError:
+        known = ", ".join(sorted(ENCODERS))
+        raise KeyError(f"unknown encoder {name!r}; known encoders: {known}") from None
+    return info.factory(**kwargs)

@@ -1,0 +1,79 @@
+"""Image encoders: scratch CNNs, EfficientNet-Lite0, Hugging Face vision models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from polymodal.encoders import build_encoder
+
+ODD_IMAGES = [Image.new("RGB", (1, 1), (255, 0, 0)), Image.new("L", (300, 20), 128),
+              Image.new("RGBA", (40, 41), (0, 0, 255, 100))]
+
+
+@pytest.mark.parametrize(("name", "size", "grid"), [("cnn", 32, 8 * 8), ("resnet", 64, 16 * 16)])
+def test_scratch_cnns_take_any_image_and_train_every_parameter(name, size, grid):
+    torch.manual_seed(0)
+    enc = build_encoder(name, dim=24)
+    out = enc.encode(ODD_IMAGES)
+    assert enc.preprocess(ODD_IMAGES[1]).shape == (3, size, size)
+    assert out.tokens.shape == (3, grid, 24) and out.pooled.shape == (3, 24)
+    assert out.mask.all()
+    out.pooled.sum().backward()
+    assert [n for n, p in enc.named_parameters() if p.grad is None] == []
+
+
+def test_efficientnet_lite0_encoder_is_frozen_with_a_7x7_grid():
+    enc = build_encoder("efficientnet-lite0")
+    assert enc.output_dim == 1280 and not enc.trainable
+    assert all(not p.requires_grad for p in enc.parameters())
+    out = enc.encode(ODD_IMAGES[:2])
+    assert out.tokens.shape == (2, 49, 1280) and out.pooled.shape == (2, 1280)
+    enc.train()
+    assert not enc.net.training  # a frozen encoder stays in eval mode (BatchNorm statistics)
+
+
+def _save_tiny(folder, model, processor):
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return str(folder)
+
+
+def test_hugging_face_vision_models_from_folders(tmp_path, monkeypatch):
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        ConvNextImageProcessor,
+        ResNetConfig,
+        ResNetModel,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+    )
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    vit = _save_tiny(tmp_path / "vit", ViTModel(ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        image_size=32, patch_size=8)), ViTImageProcessor(size={"height": 32, "width": 32}))
+    resnet = _save_tiny(tmp_path / "resnet", ResNetModel(ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])),
+        ConvNextImageProcessor(size={"shortest_edge": 32}))
+    clip = _save_tiny(tmp_path / "clip", CLIPModel(CLIPConfig(
+        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 20, "vocab_size": 50},
+        vision_config={"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "intermediate_size": 20, "image_size": 32, "patch_size": 16},
+        projection_dim=8)), CLIPImageProcessor(size={"shortest_edge": 32},
+                                               crop_size={"height": 32, "width": 32}))
+    for folder, dim, n_tokens in ((vit, 32, 17), (resnet, 16, None), (clip, 24, 5)):
+        enc = build_encoder("hf-vision", model=folder)
+        assert enc.output_dim == dim and not enc.trainable
+        out = enc.encode(ODD_IMAGES)
+        assert out.pooled.shape == (3, dim)
+        assert out.tokens.shape[0] == 3 and out.tokens.shape[2] == dim
+        if n_tokens:
+            assert out.tokens.shape[1] == n_tokens
+        assert torch.isfinite(out.pooled).all()
