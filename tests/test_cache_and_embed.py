@@ -149,3 +149,15 @@ def test_projection_to_a_shared_normalised_size():
     torch.testing.assert_close(out.pooled.norm(dim=-1), torch.ones(2))
     with pytest.raises(ValueError, match="fitted"):
         Projection(0, 10)
+
+
+def test_fill_computes_misses_in_batches(library, tmp_path):
+    enc = _frozen_cnn()
+    m = Manifest.read(library)
+    loader = CachedFeatures(enc, tmp_path / "cache")
+    assert loader.fill(m, "image", batch_size=2, show_progress=False) == 2  # 2 distinct files
+    assert loader.fill(m, "image", show_progress=False) == 0
+    list(MultimodalDataset(m, columns=["image"], cell_loaders={"image": loader}).loader(4))
+    assert (loader.cache.misses, loader.cache.hits) == (0, 3)
+    direct = enc.encode([m.decode(0, "image")]).pooled[0]
+    torch.testing.assert_close(loader(m, 0, "image")[:, 0], direct)

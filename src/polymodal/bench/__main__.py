@@ -7,11 +7,14 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from polymodal.bench import data_loading
+from polymodal.bench import audio_features, data_loading, encoders
 from polymodal.bench.report import Section, write_section
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "data-loading": data_loading.run,
+    "audio-features": audio_features.run,
+    "feature-cache": encoders.run_cache,
+    "embed-memory": encoders.run_memory,
 }
 
 

@@ -99,6 +99,40 @@ class CachedFeatures:
         self.cache = FeatureCache(root, encoder)
         self.options = options or DecodeOptions()
 
+    def fill(self, manifest: Manifest, column: str, *, batch_size: int = 64,
+             num_workers: int = 0, show_progress: bool = True) -> int:
+        """Compute every missing entry of ``column`` in batches (faster than one by one
+        on a miss); returns how many were computed. Bad cells are left for the dataset's
+        ``on_error`` to handle."""
+        from polymodal.data.dataset import MultimodalDataset
+        from polymodal.progress import progress_bar
+
+        todo: dict[str, int] = {}
+        for row in range(len(manifest)):
+            try:
+                key = content_key(manifest, row, column)
+            except MediaError:
+                continue
+            if key is not None and key not in todo and not self.cache.path_for(key).exists():
+                todo[key] = row
+        if not todo:
+            return 0
+        subset = manifest.subset(list(todo.values()))
+        keys = list(todo)
+        ds = MultimodalDataset(subset, columns=[column], on_error="skip", options=self.options,
+                               transforms={column: self.encoder.preprocess})
+        with torch.no_grad(), progress_bar(f"caching {column}", len(keys),
+                                           enabled=show_progress) as advance:
+            for batch in ds.loader(batch_size, num_workers=num_workers):
+                if len(batch):
+                    out = self.encoder(batch.inputs[column], batch.lengths.get(column))
+                    for i, row in enumerate(batch.indices.tolist()):
+                        n = int(out.mask[i].sum())
+                        self.cache.put(keys[row], out.tokens[i, :n].float().cpu(),
+                                       out.pooled[i].float().cpu())
+                advance(len(batch) + len(batch.skipped))
+        return len(keys)
+
     def __call__(self, manifest: Manifest, row: int, column: str) -> torch.Tensor | None:
         key = content_key(manifest, row, column)
         if key is None:

@@ -1,0 +1,103 @@
+"""Audio encoders: spectral CNN / LSTM, Hugging Face audio models, speech as text."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from polymodal.encoders import build_encoder
+
+SR = 16_000
+
+
+def _clips() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    return [np.sin(2 * np.pi * 440 * t[: SR // 2]).astype(np.float32),
+            rng.normal(0, 0.1, SR).astype(np.float32),
+            np.zeros(0, dtype=np.float32)]  # a 0-second clip: padded, not an error
+
+
+@pytest.mark.parametrize("name", ["mfcc-cnn", "logmel-cnn", "mfcc-lstm", "logmel-lstm"])
+def test_spectral_encoders_batch_clips_of_any_length(name):
+    torch.manual_seed(0)
+    enc = build_encoder(name, dim=16)
+    out = enc.encode(_clips())
+    assert out.pooled.shape == (3, 16) and out.tokens.shape[0] == 3
+    assert torch.isfinite(out.pooled).all()
+    assert out.mask[1].sum() > out.mask[0].sum() > 0  # longer clip, more frames
+    out.pooled.sum().backward()
+    assert [n for n, p in enc.named_parameters() if p.grad is None] == []
+
+
+def test_lstm_result_does_not_depend_on_padding():
+    torch.manual_seed(0)
+    enc = build_encoder("mfcc-lstm", dim=16).eval()
+    clips = _clips()
+    together = enc.encode(clips[:2]).pooled[0]
+    alone = enc.encode(clips[:1]).pooled[0]
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_hugging_face_audio_models_from_folders(tmp_path, monkeypatch):
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    w2v = tmp_path / "wav2vec2"
+    Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20,
+        conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2)).save_pretrained(w2v)
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(w2v)
+    whisper = tmp_path / "whisper"
+    WhisperModel(WhisperConfig(
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=20, decoder_ffn_dim=20, num_mel_bins=80,
+        vocab_size=60, max_source_positions=1500, max_target_positions=16, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    ).save_pretrained(whisper)
+    WhisperFeatureExtractor().save_pretrained(whisper)
+    clips = _clips()
+    enc = build_encoder("hf-audio", model=str(w2v))
+    out = enc.encode(clips)
+    assert enc.output_dim == 16 and out.pooled.shape == (3, 16)
+    assert out.mask[1].sum() > out.mask[0].sum()  # frames follow each clip's length
+    enc = build_encoder("hf-audio", model=str(whisper))
+    out = enc.encode(clips[:2])
+    assert enc.output_dim == 16 and out.tokens.shape == (2, 1500, 16)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_speech_is_transcribed_offline_and_encoded_as_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from polymodal.data import decode_audio
+    from polymodal.encoders.audio import SpeechToText
+
+    wav = tmp_path / "say.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav),
+                    "Please open the door."], check=True)
+    wave = decode_audio(wav)
+    text = SpeechToText().transcribe(wave).lower()
+    assert "open" in text and "door" in text
+    enc = build_encoder("speech-text")
+    spoken = enc.encode([wave]).pooled
+    written = build_encoder("minilm").encode(["Please open the door.",
+                                              "A rocket flies to the moon."]).pooled
+    sims = (spoken @ written.T)[0]
+    assert sims[0] > 0.8 and sims[0] > sims[1] + 0.3
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(SR, dtype=np.float32), SR)
+    assert torch.isfinite(enc.encode([decode_audio(silence)]).pooled).all()
