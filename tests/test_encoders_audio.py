@@ -80,6 +80,35 @@ def test_hugging_face_audio_models_from_folders(tmp_path, monkeypatch):
     assert enc.output_dim == 16 and out.tokens.shape == (2, 1500, 16)
 
 
+def test_clap_audio_tower_from_a_folder(tmp_path, monkeypatch):
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    audio = {"hidden_size": 32, "depths": [1, 1], "num_attention_heads": [2, 2],
+             "patch_embeds_hidden_size": 16, "spec_size": 64, "num_mel_bins": 64,
+             "window_size": 4, "patch_stride": (4, 4), "patch_size": 4,
+             "projection_hidden_size": 16, "num_classes": 5}
+    text = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 20, "vocab_size": 50, "max_position_embeddings": 32}
+    folder = tmp_path / "clap"
+    ClapModel(ClapConfig(text_config=text, audio_config={**audio, "enable_fusion": False},
+                         projection_dim=8)).save_pretrained(folder)
+    ClapFeatureExtractor(feature_size=64, sampling_rate=SR, max_length_s=1,
+                         fft_window_size=400, hop_length=320, truncation="rand_trunc"
+                         ).save_pretrained(folder)
+    enc = build_encoder("hf-audio", model=str(folder))
+    out = enc.encode(_clips())
+    assert enc.output_dim == 8 and out.pooled.shape == (3, 8)
+    assert torch.isfinite(out.pooled).all()
+    fused = tmp_path / "fused"
+    ClapModel(ClapConfig(text_config=text, audio_config={**audio, "enable_fusion": True},
+                         projection_dim=8)).save_pretrained(fused)
+    ClapFeatureExtractor().save_pretrained(fused)
+    with pytest.raises(ValueError, match="unfused"):
+        build_encoder("hf-audio", model=str(fused))
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_speech_is_transcribed_offline_and_encoded_as_text(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

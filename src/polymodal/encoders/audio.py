@@ -144,6 +144,8 @@ class HFAudioEncoder(ModalityEncoder):
 
     wav2vec2 / HuBERT take raw ``input_values``; Whisper and CLAP take log-mel
     ``input_features`` computed by their extractor (Whisper pads every clip to 30 s).
+    CLAP gives one token per clip, its projected audio embedding; unfused CLAP
+    checkpoints only.
     """
 
     modality = "audio"
@@ -165,6 +167,10 @@ class HFAudioEncoder(ModalityEncoder):
             hidden = config.d_model
         elif self.kind == "clap":
             from transformers import ClapAudioModelWithProjection
+
+            if config.audio_config.enable_fusion:
+                raise ValueError(f"{self.model_name}: fused CLAP checkpoints are not supported;"
+                                 " use an unfused one (e.g. laion/clap-htsat-unfused)")
 
             self.model = ClapAudioModelWithProjection.from_pretrained(self.model_name)
             hidden = config.projection_dim
