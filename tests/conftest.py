@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -12,6 +13,13 @@ import soundfile as sf
 from PIL import Image
 
 SR = 16_000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may reach a model hub: pretrained models load from packages or folders
+    (set before any test module imports transformers)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def tone(seconds: float = 0.5, sr: int = SR, freq: float = 440.0, channels: int = 1

@@ -243,11 +243,24 @@ def demo(
     out.print("2. validating every row (decoding each image, clip and record)")
     result = validate(m)
     print_report(result)
-    out.print(f"\nresults: manifest {path}\n         data card {path.parent / CARD_NAME}")
-    out.print("next: `polymodal datasets list`, `polymodal datasets make tuxpaint`, "
-              "`polymodal validate YOUR_MANIFEST.csv`")
     if not result.ok:
         raise typer.Exit(1)
+    out.print("3. embedding the test split with the offline pretrained encoders "
+              "(EfficientNet-Lite0 for images, MiniLM for records), through the feature cache")
+    from polymodal.encoders import embed_manifest
+
+    test = m.split("test")
+    results = folder / "av-digits-embeddings"
+    for column, encoder in (("image", "efficientnet-lite0"), ("record", "minilm")):
+        res = embed_manifest(test, encoder, results / f"{column}.parquet", column=column,
+                             cache_dir=folder / "feature-cache")
+        out.print(f"   {column}: {res.embedded:,} rows -> {res.dim}-d vectors "
+                  f"({res.missing:,} rows lack it) in {res.path}")
+    out.print(f"\nresults: manifest {path}\n         data card {path.parent / CARD_NAME}\n"
+              f"         embeddings {results}")
+    out.print("next: `polymodal datasets list`, `polymodal datasets make tuxpaint`, "
+              "`polymodal validate YOUR_MANIFEST.csv`, `polymodal encoders list`, "
+              "`polymodal embed YOUR_MANIFEST.csv --encoder minilm --out vectors.parquet`")
 
 
 def main() -> None:
