@@ -1,0 +1,21 @@
+"""Fusion: combine the modalities' shared representations into one.
+
+Methods by name: ``concat`` (early), ``late`` (decision-level), ``gated`` (learned
+per-row modality weights), ``attention`` (cross-modal transformer), ``tensor`` (Tensor
+Fusion Network), ``lowrank`` (Low-rank Multimodal Fusion).
+"""
+
+from polymodal.fusion import methods
+from polymodal.fusion.base import FUSIONS, Fusion, build_fusion, modality_dropout, register_fusion
+from polymodal.fusion.methods import (
+    AttentionFusion,
+    ConcatFusion,
+    GatedFusion,
+    LateFusion,
+    LowRankFusion,
+    TensorFusion,
+)
+
+__all__ = ["FUSIONS", "AttentionFusion", "ConcatFusion", "Fusion", "GatedFusion", "LateFusion",
+           "LowRankFusion", "TensorFusion", "build_fusion", "methods", "modality_dropout",
+           "register_fusion"]

@@ -1,0 +1,96 @@
+"""The fusion contract and what every fusion shares.
+
+A fusion module combines per-column encoder outputs, already projected to one shared
+size ``dim``, into one ``(B, out_dim)`` representation:
+
+    forward(encoded: dict[str, Encoded], present: dict[str, Tensor]) -> Tensor
+
+Keys are modality column names; ``present[col]`` is a bool ``(B,)`` saying whether the
+row has that column. Every fusion accepts rows where any column is absent (even all of
+them) and gives a finite output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from polymodal.encoders.base import Encoded
+
+FUSIONS: dict[str, Callable[..., Fusion]] = {}
+
+
+def register_fusion(name: str) -> Callable[[type[Fusion]], type[Fusion]]:
+    """Register a fusion class under ``name`` (configs and the CLI use the name)."""
+    def wrap(cls: type[Fusion]) -> type[Fusion]:
+        FUSIONS[name] = cls
+        cls.name = name
+        return cls
+    return wrap
+
+
+class Fusion(nn.Module):
+    """Base class: stores the column order (sorted) and the sizes.
+
+    Args:
+        columns: the modality columns it fuses.
+        dim: the shared size of every column's projected features.
+        out_dim: the size of the fused representation (default ``dim``).
+    """
+
+    name = ""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None) -> None:
+        super().__init__()
+        if not columns:
+            raise ValueError("a fusion needs at least one modality column")
+        self.columns = sorted(columns)
+        self.dim = dim
+        self.out_dim = out_dim or dim
+
+    def _present(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                 ) -> torch.Tensor:
+        """(B, M) float presence in column order."""
+        ref = encoded[self.columns[0]].pooled
+        return torch.stack([present[c].to(ref.device, ref.dtype) for c in self.columns], dim=1)
+
+    def _pooled(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        """(B, M, dim) pooled features, zeroed where a column is absent."""
+        stacked = torch.stack([encoded[c].pooled for c in self.columns], dim=1)
+        return stacked * self._present(encoded, present).unsqueeze(-1)
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def build_fusion(name: str, columns: Sequence[str], dim: int, **kwargs: object) -> Fusion:
+    """Build the fusion registered as ``name``."""
+    from polymodal.fusion import methods  # noqa: F401  (registers them)
+
+    try:
+        cls = FUSIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown fusion {name!r}; known fusions: {sorted(FUSIONS)}") from None
+    return cls(columns, dim, **kwargs)
+
+
+def modality_dropout(present: dict[str, torch.Tensor], p: float,
+                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Drop each present column of each row with probability ``p``, keeping at least one
+    present column per row that had one (so the model learns to do without any one)."""
+    if p <= 0:
+        return present
+    columns = sorted(present)
+    mask = torch.stack([present[c] for c in columns], dim=1)  # (B, M) bool
+    keep = torch.rand(mask.shape, generator=generator, device=mask.device) >= p
+    dropped = mask & keep
+    empty = ~dropped.any(dim=1) & mask.any(dim=1)
+    if empty.any():  # restore one random present column in rows left with none
+        scores = torch.rand(mask.shape, generator=generator, device=mask.device) * mask
+        restore = nn.functional.one_hot(scores.argmax(dim=1), len(columns)).bool()
+        dropped = dropped | (restore & empty.unsqueeze(1))
+    return {c: dropped[:, i] for i, c in enumerate(columns)}

@@ -1,0 +1,165 @@
+"""The fusion methods, each a small standalone module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from polymodal.encoders.base import Encoded
+from polymodal.fusion.base import Fusion, register_fusion
+
+
+def _mlp(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(out_dim, out_dim))
+
+
+@register_fusion("concat")
+class ConcatFusion(Fusion):
+    """Early fusion: pooled features and presence flags concatenated, then an MLP."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__(columns, dim, out_dim)
+        m = len(self.columns)
+        self.mlp = _mlp(m * dim + m, self.out_dim, dropout)
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        flags = self._present(encoded, present)
+        return self.mlp(torch.cat([self._pooled(encoded, present).flatten(1), flags], dim=1))
+
+
+@register_fusion("late")
+class LateFusion(Fusion):
+    """Decision-level fusion: one tower per column, outputs averaged over the columns a
+    row has. With the linear head on top, that is the average of per-column decisions."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__(columns, dim, out_dim)
+        self.towers = nn.ModuleDict({c: _mlp(dim, self.out_dim, dropout) for c in self.columns})
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        flags = self._present(encoded, present)  # (B, M)
+        outs = torch.stack([self.towers[c](encoded[c].pooled) for c in self.columns], dim=1)
+        weights = flags / flags.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return (outs * weights.unsqueeze(-1)).sum(dim=1)
+
+
+@register_fusion("gated")
+class GatedFusion(Fusion):
+    """Learned per-row modality weights (softmax over the present columns) applied to
+    their pooled features; ``last_weights`` holds the latest (B, M) weights."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__(columns, dim, out_dim)
+        m = len(self.columns)
+        self.gate = nn.Sequential(nn.Linear(m * dim + m, dim), nn.GELU(), nn.Linear(dim, m))
+        self.out = _mlp(dim, self.out_dim, dropout)
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        flags = self._present(encoded, present)
+        pooled = self._pooled(encoded, present)
+        logits = self.gate(torch.cat([pooled.flatten(1), flags], dim=1))
+        logits = logits.masked_fill(flags == 0, -1e4)
+        weights = torch.softmax(logits, dim=1) * (flags.sum(dim=1, keepdim=True) > 0)
+        self.last_weights = weights.detach()
+        return self.out((weights.unsqueeze(-1) * pooled).sum(dim=1))
+
+
+@register_fusion("attention")
+class AttentionFusion(Fusion):
+    """A cross-modal transformer over every column's tokens (each tagged with a learned
+    column embedding) and a learned fusion token, whose output is the representation."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 layers: int = 2, heads: int = 4, dropout: float = 0.1,
+                 max_tokens: int = 64) -> None:
+        super().__init__(columns, dim, out_dim)
+        self.max_tokens = max_tokens
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.column_embedding = nn.Parameter(torch.zeros(len(self.columns), dim))
+        nn.init.normal_(self.cls, std=0.02)
+        nn.init.normal_(self.column_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, batch_first=True,
+                                           norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(dim, self.out_dim)
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        tokens, masks = [], []
+        for i, c in enumerate(self.columns):
+            e = encoded[c]
+            t, m = e.tokens[:, : self.max_tokens], e.mask[:, : self.max_tokens]
+            tokens.append(t + self.column_embedding[i])
+            masks.append(m & present[c].to(m.device).unsqueeze(1))
+        batch = tokens[0].shape[0]
+        x = torch.cat([self.cls.expand(batch, -1, -1), *tokens], dim=1)
+        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=x.device), *masks], 1)
+        return self.out(self.transformer(x, src_key_padding_mask=~keep)[:, 0])
+
+
+def _with_one(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
+@register_fusion("tensor")
+class TensorFusion(Fusion):
+    """Tensor Fusion Network (Zadeh et al. 2017): the outer product of every column's
+    features with a 1 appended, so unimodal, bimodal and trimodal terms all appear;
+    columns are first reduced to ``rank_dim`` to keep the product small."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 rank_dim: int = 16, dropout: float = 0.1) -> None:
+        super().__init__(columns, dim, out_dim)
+        if (rank_dim + 1) ** len(self.columns) > 2_000_000:
+            raise ValueError(f"tensor fusion of {len(self.columns)} columns at rank_dim "
+                             f"{rank_dim} is too large; lower rank_dim or use 'lowrank'")
+        self.reduce = nn.ModuleDict({c: nn.Linear(dim, rank_dim) for c in self.columns})
+        self.out = _mlp((rank_dim + 1) ** len(self.columns), self.out_dim, dropout)
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        flags = self._present(encoded, present)
+        product: torch.Tensor | None = None
+        for i, c in enumerate(self.columns):
+            z = _with_one(self.reduce[c](encoded[c].pooled) * flags[:, i : i + 1])
+            product = z if product is None else torch.einsum("bi,bj->bij", product, z
+                                                             ).flatten(1)
+        assert product is not None
+        return self.out(product)
+
+
+@register_fusion("lowrank")
+class LowRankFusion(Fusion):
+    """Low-rank Multimodal Fusion (Liu et al. 2018): the tensor fusion's weight as a sum
+    of ``rank`` products of per-column factors; factors are registered parameters."""
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 rank: int = 4) -> None:
+        super().__init__(columns, dim, out_dim)
+        self.factors = nn.ParameterDict({
+            c: nn.Parameter(torch.empty(rank, dim + 1, self.out_dim)) for c in self.columns})
+        for p in self.factors.values():
+            nn.init.xavier_normal_(p)
+        self.rank_weights = nn.Parameter(torch.full((1, rank), 1.0 / rank))
+        self.bias = nn.Parameter(torch.zeros(self.out_dim))
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        flags = self._present(encoded, present)
+        fused: torch.Tensor | None = None
+        for i, c in enumerate(self.columns):
+            z = _with_one(encoded[c].pooled * flags[:, i : i + 1])  # (B, dim + 1)
+            per_rank = torch.einsum("bd,rdo->rbo", z, self.factors[c])
+            fused = per_rank if fused is None else fused * per_rank
+        assert fused is not None
+        return torch.einsum("r,rbo->bo", self.rank_weights[0], fused) + self.bias

@@ -1,0 +1,90 @@
+"""Fusion: every method trains every parameter and accepts rows lacking modalities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polymodal.encoders.base import Encoded
+from polymodal.fusion import FUSIONS, GatedFusion, build_fusion, modality_dropout
+
+COLUMNS = ["audio", "image", "record"]
+DIM, B = 8, 5
+
+
+def _inputs(seed: int = 0) -> tuple[dict[str, Encoded], dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    encoded, present = {}, {}
+    for i, c in enumerate(COLUMNS):
+        tokens = torch.randn(B, 3 + i, DIM, generator=g, requires_grad=True)
+        mask = torch.ones(B, 3 + i, dtype=torch.bool)
+        mask[0, 1:] = False
+        encoded[c] = Encoded(tokens, mask, tokens.mean(dim=1))
+        present[c] = torch.tensor([True, True, False, True, False])
+    present["image"] = torch.tensor([True, False, True, True, False])  # row 4 lacks all
+    return encoded, present
+
+
+def test_six_methods_are_registered():
+    assert set(FUSIONS) == {"concat", "late", "gated", "attention", "tensor", "lowrank"}
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_every_parameter_gets_a_gradient_and_missing_rows_are_finite(name):
+    torch.manual_seed(0)
+    fusion = build_fusion(name, COLUMNS, DIM, out_dim=6)
+    encoded, present = _inputs()
+    out = fusion(encoded, present)
+    assert out.shape == (B, 6)
+    assert torch.isfinite(out).all()
+    out.pow(2).sum().backward()
+    no_grad = [n for n, p in fusion.named_parameters() if p.grad is None or not
+               torch.isfinite(p.grad).all()]
+    assert no_grad == []
+    assert all(p.grad.abs().sum() > 0 for p in fusion.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_an_absent_column_does_not_leak_into_the_result(name):
+    torch.manual_seed(0)
+    fusion = build_fusion(name, COLUMNS, DIM).eval()
+    encoded, present = _inputs()
+    before = fusion(encoded, present)
+    noisy = dict(encoded)
+    t = encoded["record"].tokens.detach() + 100.0  # garbage where the record is absent
+    noisy["record"] = Encoded(t, encoded["record"].mask, t.mean(dim=1))
+    after = fusion(noisy, present)
+    absent = ~present["record"]
+    torch.testing.assert_close(before[absent], after[absent])
+
+
+def test_gated_weights_cover_present_columns_only():
+    torch.manual_seed(0)
+    fusion = GatedFusion(COLUMNS, DIM)
+    encoded, present = _inputs()
+    fusion(encoded, present)
+    w = fusion.last_weights
+    flags = torch.stack([present[c] for c in sorted(COLUMNS)], dim=1)
+    assert torch.all(w[~flags] < 1e-6)
+    torch.testing.assert_close(w[:4].sum(dim=1), torch.ones(4))
+    assert w[4].sum() == 0  # a row with nothing gets no weights
+
+
+def test_modality_dropout_keeps_one_present_column_per_row():
+    g = torch.Generator().manual_seed(0)
+    present = {"a": torch.ones(1000, dtype=torch.bool), "b": torch.ones(1000, dtype=torch.bool),
+               "c": torch.zeros(1000, dtype=torch.bool)}
+    dropped = modality_dropout(present, 0.5, generator=g)
+    kept = torch.stack([dropped[c] for c in "abc"], dim=1)
+    assert kept.any(dim=1).all()
+    assert not dropped["c"].any()  # never invents a modality
+    # p = 0.5 on two columns: both dropped in 25% of rows, one of them restored: 37.5% dropped
+    assert 0.35 < 1 - kept[:, :2].float().mean() < 0.40
+    assert modality_dropout(present, 0.0) is present
+
+
+def test_unknown_fusion_and_oversized_tensor_fusion():
+    with pytest.raises(KeyError, match="known fusions"):
+        build_fusion("sum", COLUMNS, DIM)
+    with pytest.raises(ValueError, match="lowrank"):
+        build_fusion("tensor", [f"c{i}" for i in range(6)], DIM, rank_dim=16)
