@@ -106,6 +106,8 @@ class MultimodalDataset(Dataset):
             Images without one become (C, H, W) float tensors.
         image_size: resize images to this size in the default image transform.
         label_map: class -> index; labels become ints (a LongTensor in the batch).
+        label_transform: a function of the raw label (overrides ``label_map``); a
+            label it rejects (KeyError, ValueError) is a ``bad_label`` error.
         options: decoding options (image mode, sample rate, limits).
         on_error: "raise" stops at the first bad row and names it; "skip" leaves the
             row out of its batch and reports it in ``Batch.skipped``.
@@ -122,7 +124,8 @@ class MultimodalDataset(Dataset):
                  label_map: Mapping[Any, int] | None = None,
                  options: DecodeOptions | None = None, on_error: OnError = "raise",
                  require: Iterable[str] = (),
-                 cell_loaders: Mapping[str, CellLoader] | None = None) -> None:
+                 cell_loaders: Mapping[str, CellLoader] | None = None,
+                 label_transform: Transform | None = None) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
         self.manifest = Manifest.read(manifest)
@@ -141,6 +144,7 @@ class MultimodalDataset(Dataset):
         self.on_error = on_error
         self.require = set(require)
         self.cell_loaders = dict(cell_loaders or {})
+        self.label_transform = label_transform
         self._ids = self.manifest.ids()
 
     def __len__(self) -> int:
@@ -159,11 +163,13 @@ class MultimodalDataset(Dataset):
 
     def _label(self, index: int) -> Any:
         label = self.manifest.label(index)
-        if label is None or self.label_map is None:
+        if label is None or (self.label_map is None and self.label_transform is None):
             return label
         try:
-            return self.label_map[label]
-        except KeyError:
+            if self.label_transform is not None:
+                return self.label_transform(label)
+            return self.label_map[label]  # type: ignore[index]
+        except (KeyError, ValueError):
             raise MediaError(f"label {label!r} is not one of the known classes",
                              kind="bad_label",
                              location=self.manifest.location(index, self.manifest.schema.label)
@@ -254,7 +260,9 @@ def collate_examples(items: list[Example | SkippedRow]) -> Batch:
         if lens is not None:
             lengths[col] = lens
     labels: Any = [x.label for x in examples]
-    if labels and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
+    if labels and all(isinstance(v, torch.Tensor) for v in labels):
+        labels = torch.stack(labels)
+    elif labels and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
                       for v in labels):
         labels = torch.tensor(labels, dtype=torch.long)
     elif labels and all(isinstance(v, float | int) and not isinstance(v, bool)

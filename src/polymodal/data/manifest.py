@@ -77,13 +77,23 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ManifestError(f"{path}: manifest not found")
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="," if kind == "csv" else "\t", encoding="utf-8-sig")
+            sep = "," if kind == "csv" else "\t"
+            header = pd.read_csv(path, sep=sep, encoding="utf-8-sig", nrows=0).columns
+            ids = {c: str for c in header if _looks_like_id(str(c))}  # keep "0007" as is
+            return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=ids)
         if kind == "parquet":
             return pd.read_parquet(path)
         return pd.read_json(path, lines=kind == "jsonl", orient="records", dtype=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError, OSError) as exc:
         raise ManifestError(f"{path}: cannot read {kind.upper()} manifest: {exc}") from None
+
+
+def _looks_like_id(name: str) -> bool:
+    from polymodal.data.schema import _ID_NAMES
+
+    lowered = name.lower()
+    return lowered in _ID_NAMES or lowered.endswith("_id")
 
 
 def _scan_folder(root: Path) -> tuple[pd.DataFrame, Schema]:

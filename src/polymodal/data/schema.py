@@ -203,7 +203,10 @@ def infer_schema(df: pd.DataFrame, *, label: str | None = None,
             role name is unknown.
     """
     overrides = dict(overrides or {})
-    for name in [*overrides, *([label] if label else [])]:
+    if label is not None and label not in df.columns:
+        raise ManifestError(f"label column {label!r} is not in the manifest; its columns "
+                            f"are {list(df.columns)}")
+    for name in overrides:
         if name not in df.columns:
             raise ManifestError(
                 f"column {name!r} is not in the manifest; its columns are {list(df.columns)}")

@@ -86,11 +86,32 @@ class BagOfWordsEncoder(ModalityEncoder):
         return single_token(inputs.float())
 
     def get_extra_state(self) -> Any:
-        return {"vectorizer": self.vectorizer_}
+        """The fitted vocabulary (and IDF weights) as plain lists: checkpoints stay
+        loadable with ``weights_only=True`` and JSON-serialisable."""
+        v = self.vectorizer_
+        if v is None:
+            return {"vocabulary": None}
+        terms = sorted(v.vocabulary_, key=v.vocabulary_.get)
+        return {"vocabulary": terms,
+                "idf": v.idf_.tolist() if hasattr(v, "idf_") else None}
 
     def set_extra_state(self, state: Any) -> None:
-        self.vectorizer_ = state["vectorizer"]
-        self.output_dim = len(self.vectorizer_.vocabulary_) if self.vectorizer_ else 0
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+        terms = state.get("vocabulary")
+        if terms is None:
+            self.vectorizer_, self.output_dim = None, 0
+            return
+        vocabulary = {t: i for i, t in enumerate(terms)}
+        common = {"vocabulary": vocabulary, "ngram_range": self.ngram_range,
+                  "token_pattern": TOKEN_PATTERN}
+        if state.get("idf") is not None:
+            vec = TfidfVectorizer(sublinear_tf=True, **common)
+            vec.idf_ = np.asarray(state["idf"])
+        else:
+            vec = CountVectorizer(**common)
+        vec.fixed_vocabulary_ = True
+        self.vectorizer_, self.output_dim = vec, len(vocabulary)
 
 
 register_encoder("bow", modality="text", output_dim="vocabulary",

@@ -1,0 +1,564 @@
+"""The three-line API::
+
+    predictor = Predictor(label="label").fit("train.csv")
+    predictor.evaluate("test.csv")
+    predictor.save("model/"); Predictor.load("model/").predict("new.csv")
+
+The constructor only stores its arguments; ``fit`` learns (fitted attributes end in
+``_``). Weights are saved as safetensors and settings as YAML; a saved model loads and
+predicts exactly as before, with no code of the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from polymodal.data import Manifest, MultimodalDataset, SkipReport
+from polymodal.data.dataset import iterate_with_report
+from polymodal.data.errors import ManifestError, OnError
+from polymodal.data.schema import Role, Schema
+from polymodal.encoders.base import ModalityEncoder
+from polymodal.encoders.registry import build_encoder
+from polymodal.heads import n_outputs
+from polymodal.model import MultimodalModel
+from polymodal.progress import console
+
+CONFIG_NAME = "config.yaml"
+WEIGHTS_NAME = "model.safetensors"
+STATE_NAME = "encoder_state.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults a preset gives: an encoder per modality, sizes, epochs."""
+
+    encoders: dict[str, tuple[str, dict[str, Any]]]
+    dim: int = 128
+    max_epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    patience: int = 6
+
+
+PRESETS: dict[str, Callable[[], Preset]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], Preset]], Callable[[], Preset]]:
+    def wrap(fn: Callable[[], Preset]) -> Callable[[], Preset]:
+        PRESETS[name] = fn
+        return fn
+    return wrap
+
+
+@register_preset("fast")
+def fast_preset() -> Preset:
+    """Small encoders trained from scratch: minutes on a CPU."""
+    return Preset({"image": ("cnn", {"image_size": 32, "dim": 64}),
+                   "audio": ("mfcc-cnn", {"dim": 64}),
+                   "text": ("word-mean", {"dim": 64})}, dim=64, max_epochs=30)
+
+
+@register_preset("tiny")
+def tiny_preset() -> Preset:
+    """The smallest models, for tests and smoke runs."""
+    return Preset({"image": ("cnn", {"image_size": 16, "dim": 16, "channels": 8}),
+                   "audio": ("mfcc-cnn", {"dim": 16, "channels": 8}),
+                   "text": ("word-mean", {"dim": 16})}, dim=16, max_epochs=3, batch_size=16,
+                  patience=3)
+
+
+@register_preset("pretrained")
+def pretrained_preset() -> Preset:
+    """Frozen offline pretrained towers (EfficientNet-Lite0, MiniLM) with cached
+    features, and a trained audio CNN."""
+    return Preset({"image": ("efficientnet-lite0", {}), "audio": ("mfcc-cnn", {"dim": 128}),
+                   "text": ("minilm", {})}, dim=128, max_epochs=30)
+
+
+def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
+             classes: list[Any]) -> dict[str, float]:
+    from sklearn import metrics
+
+    if problem_type == "regression":
+        pred = proba[:, 0]
+        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y_true, pred))),
+                "mae": float(metrics.mean_absolute_error(y_true, pred)),
+                "r2": float(metrics.r2_score(y_true, pred))}
+    if problem_type == "multilabel":
+        pred = (proba >= 0.5).astype(int)
+        out = {"subset_accuracy": float(metrics.accuracy_score(y_true, pred)),
+               "macro_f1": float(metrics.f1_score(y_true, pred, average="macro",
+                                                  zero_division=0))}
+        with contextlib.suppress(ValueError):
+            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba, average="macro"))
+        return out
+    pred = proba.argmax(axis=1)
+    out = {"accuracy": float(metrics.accuracy_score(y_true, pred)),
+           "macro_f1": float(metrics.f1_score(y_true, pred, average="macro", zero_division=0))}
+    try:
+        if len(classes) == 2:
+            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba[:, 1]))
+        else:
+            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr",
+                                                         labels=list(range(len(classes)))))
+        out["log_loss"] = float(metrics.log_loss(y_true, proba, labels=list(range(len(classes)))))
+    except ValueError:  # a class absent from this set
+        pass
+    return out
+
+
+class Predictor:
+    """Fit a fused multimodal model on a table of rows that point at media.
+
+    Args:
+        label: the label column.
+        problem_type: "binary", "multiclass", "multilabel" or "regression" (inferred
+            when None: numbers with many values -> regression, else classes).
+        modalities: columns (or modality names) to use; default every modality column.
+        fusion: "concat", "late", "gated", "attention", "tensor" or "lowrank".
+        encoders: per modality or per column, an encoder name or (name, options).
+        preset: "fast", "tiny" or "pretrained" (see :data:`PRESETS`).
+        path: the run folder (checkpoints, logs, plots); default ``runs/<time>``.
+        drop_modality: modality dropout during training (robustness to missing ones).
+        class_weights: "balanced" to weight classes against imbalance, or None.
+        seed: the seed of the run.
+        cache_dir: where frozen encoders cache their outputs (default: the run folder).
+    """
+
+    def __init__(self, label: str, problem_type: str | None = None,
+                 modalities: Sequence[str] | None = None, fusion: str = "attention",
+                 encoders: Mapping[str, str | tuple[str, dict[str, Any]]] | None = None,
+                 preset: str = "fast", path: str | os.PathLike[str] | None = None,
+                 drop_modality: float = 0.0, class_weights: str | None = None,
+                 seed: int = 0, max_epochs: int | None = None, batch_size: int | None = None,
+                 lr: float | None = None, dim: int | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 fusion_options: dict[str, Any] | None = None) -> None:
+        self.label = label
+        self.problem_type = problem_type
+        self.modalities = list(modalities) if modalities is not None else None
+        self.fusion = fusion
+        self.encoders = dict(encoders or {})
+        self.preset = preset
+        self.path = path
+        self.drop_modality = drop_modality
+        self.class_weights = class_weights
+        self.seed = seed
+        self.max_epochs, self.batch_size, self.lr, self.dim = max_epochs, batch_size, lr, dim
+        self.cache_dir = cache_dir
+        self.fusion_options = dict(fusion_options or {})
+
+    # -- settings -----------------------------------------------------------------
+    def _preset(self) -> Preset:
+        try:
+            return PRESETS[self.preset]()
+        except KeyError:
+            raise ValueError(f"unknown preset {self.preset!r}; presets: {sorted(PRESETS)}"
+                             ) from None
+
+    def _read(self, data: Any) -> Manifest:
+        if isinstance(data, Manifest):
+            return data
+        m = Manifest.read(data, label=self.label if isinstance(data, str | os.PathLike |
+                                                               pd.DataFrame) else None)
+        if self.label not in m.table.columns:
+            raise ManifestError(f"{m.source}: label column {self.label!r} is not in the "
+                                f"manifest; columns: {list(m.table.columns)}")
+        return m
+
+    def _columns(self, m: Manifest) -> list[str]:
+        available = m.modality_columns
+        if self.modalities is None:
+            cols = list(available)
+        else:
+            cols = [c for c in available if c in self.modalities
+                    or available[c].value in self.modalities]
+            unknown = [x for x in self.modalities if x not in available
+                       and x not in {r.value for r in available.values()}]
+            if unknown:
+                named = {c: r.value for c, r in available.items()}
+                raise ValueError(f"modalities {unknown} match no modality column of "
+                                 f"{m.source}; modality columns: {named}")
+        if not cols:
+            raise ValueError(f"{m.source} has no image, audio or text column to learn from")
+        for c in cols:
+            if m.table[c].isna().all() or (m.table[c].astype(str).str.strip() == "").all():
+                raise ValueError(f"column {c!r} is empty in every row; drop it with "
+                                 f"modalities=[...] or roles={{{c!r}: 'ignore'}}")
+        return sorted(cols)
+
+    def _encoder_spec(self, column: str, role: Role, preset: Preset
+                      ) -> tuple[str, dict[str, Any]]:
+        spec = self.encoders.get(column, self.encoders.get(role.value))
+        if spec is None:
+            return preset.encoders[role.value]
+        return (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+
+    # -- labels -------------------------------------------------------------------
+    def _infer_problem(self, y: pd.Series) -> str:
+        if self.problem_type is not None:
+            return self.problem_type
+        values = y.dropna()
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all() and values.nunique() > 20 and \
+                not np.allclose(numeric, numeric.round()):
+            return "regression"
+        return "binary" if values.nunique() == 2 else "multiclass"
+
+    def _label_values(self, m: Manifest) -> pd.Series:
+        y = m.table[self.label]
+        if y.isna().all():
+            raise ValueError(f"label column {self.label!r} is empty in every row")
+        return y
+
+    def _target(self, value: Any) -> Any:
+        if self.problem_type_ == "regression":
+            return float(value)
+        if self.problem_type_ == "multilabel":
+            labels = value if isinstance(value, list | tuple) else str(value).split("|")
+            vec = torch.zeros(len(self.classes_))
+            for lab in labels:
+                vec[self.class_index_[str(lab).strip()]] = 1.0
+            return vec
+        return self.class_index_[str(value)]
+
+    # -- building -----------------------------------------------------------------
+    def _build(self, m: Manifest, columns: list[str]) -> None:
+        preset = self._preset()
+        self.encoder_specs_: dict[str, tuple[str, dict[str, Any]]] = {}
+        encoders: dict[str, ModalityEncoder] = {}
+        for c in columns:
+            name, options = self._encoder_spec(c, m.modality_columns[c], preset)
+            encoders[c] = build_encoder(name, **options)
+            self.encoder_specs_[c] = (name, options)
+        self._encoders = encoders
+        self.dim_ = self.dim or preset.dim
+
+    def _make_model(self) -> MultimodalModel:
+        return MultimodalModel(self._encoders, self.fusion, self.dim_,
+                               n_outputs(self.problem_type_, len(self.classes_)),
+                               drop_modality=self.drop_modality,
+                               fusion_options=self.fusion_options)
+
+    def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise"
+                 ) -> MultimodalDataset:
+        transforms = {c: e.preprocess for c, e in self._encoders.items()}
+        return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
+                                 on_error=on_error,
+                                 label_transform=self._target if with_labels else None)
+
+    def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
+                on_error: OnError = "raise") -> torch.utils.data.DataLoader:
+        ds = self._dataset(m, with_labels=with_labels, on_error=on_error)
+        g = torch.Generator().manual_seed(self.seed)
+        return ds.loader(self.batch_size_, shuffle=shuffle, generator=g)
+
+    # -- fit ----------------------------------------------------------------------
+    def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
+            on_error: OnError = "raise", devices: int | str = 1,
+            progress: bool = True) -> Predictor:
+        """Train on ``train`` (a manifest path, DataFrame or Manifest).
+
+        Without ``tuning``, a manifest with a split column trains on "train" and tunes
+        on "val"; otherwise 10% of the rows (seeded) are held out.
+        """
+        import lightning as L
+
+        from polymodal.training import LitMultimodal, make_trainer
+
+        start = time.time()
+        m = self._read(train)
+        if tuning is None and m.schema.split is not None and len(m.split("val")):
+            m, tune = m.split("train"), m.split("val")
+        elif tuning is None:
+            order = np.random.default_rng(self.seed).permutation(len(m))
+            n_val = max(1, len(m) // 10)
+            m, tune = m.subset(sorted(order[n_val:])), m.subset(sorted(order[:n_val]))
+        else:
+            tune = self._read(tuning)
+        y = self._label_values(m)
+        self.problem_type_ = self._infer_problem(y)
+        if self.problem_type_ == "regression":
+            self.classes_: list[Any] = []
+        else:
+            if self.problem_type_ == "multilabel":
+                labels = {str(x).strip() for v in y.dropna() for x in
+                          (v if isinstance(v, list) else str(v).split("|"))}
+            else:
+                labels = {str(v) for v in y.dropna()}
+            if len(labels) < 2:
+                raise ValueError(f"label column {self.label!r} has one class only "
+                                 f"({sorted(labels)}); a classifier needs two or more")
+            self.classes_ = sorted(labels, key=lambda v: (len(v), v) if v.isdigit() else
+                                   (0, v))
+        self.class_index_ = {c: i for i, c in enumerate(self.classes_)}
+        self.columns_ = self._columns(m)
+        preset = self._preset()
+        self.batch_size_ = self.batch_size or preset.batch_size
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        self._build(m, self.columns_)
+        self.roles_ = m.schema.to_dict()
+        for c, enc in self._encoders.items():  # vocabularies from the training rows
+            if type(enc).fit is not ModalityEncoder.fit:
+                enc.fit(m.decode(r, c) for r in range(len(m)))
+        m_lab = m.subset([i for i in range(len(m)) if m.label(i) is not None])
+        t_lab = tune.subset([i for i in range(len(tune)) if tune.label(i) is not None])
+        self.model_ = self._make_model()
+        weights = None
+        if self.class_weights == "balanced" and self.problem_type_ == "multiclass":
+            counts = np.bincount([self._target(m_lab.label(i)) for i in range(len(m_lab))],
+                                 minlength=len(self.classes_)).astype(float)
+            weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
+                                   dtype=torch.float32)
+        self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+        self.run_dir_.mkdir(parents=True, exist_ok=True)
+        lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
+                            class_weights=weights)
+        trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
+                               patience=preset.patience, time_limit=time_limit,
+                               devices=devices, has_validation=len(t_lab) > 0,
+                               progress=progress)
+        report = SkipReport(m.source)
+        train_loader = _Reporting(self._loader(m_lab, shuffle=True, with_labels=True,
+                                               on_error=on_error), report)
+        val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
+        trainer.fit(lit, train_loader, val_loader if len(t_lab) else None)
+        best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            lit.load_state_dict(state)
+        self.model_.eval()
+        self.fit_seconds_ = time.time() - start
+        self.skipped_ = report
+        if len(report):
+            path = report.write(self.run_dir_ / "skipped_rows.csv")
+            console.print(f"{len(report.rows)} bad rows skipped; reasons in {path}")
+        return self
+
+    # -- inference ----------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this Predictor is not fitted: call fit(train) or "
+                               "Predictor.load(path) first")
+
+    @torch.no_grad()
+    def _outputs(self, data: Any, *, drop: Sequence[str] = (), embed: bool = False
+                 ) -> tuple[np.ndarray, Manifest]:
+        self._check_fitted()
+        m = self._read_for_inference(data)
+        self.model_.eval()
+        rows: list[np.ndarray] = []
+        for batch in self._loader(m, shuffle=False, with_labels=False):
+            for c in drop:
+                batch.present[c] = torch.zeros_like(batch.present[c])
+            out = self.model_.embed(batch) if embed else self.model_(batch)
+            rows.append(out.float().cpu().numpy())
+        return (np.concatenate(rows) if rows else np.zeros((0, 1))), m
+
+    def _read_for_inference(self, data: Any) -> Manifest:
+        m = Manifest.read(data)
+        known = {c: spec for c, spec in self.roles_.items() if c in m.table.columns}
+        if any(m.schema.to_dict().get(c) != spec for c, spec in known.items()):
+            merged = {**m.schema.to_dict(), **known}
+            m = m.with_schema(Schema.from_dict(merged))
+        missing = [c for c in self.columns_ if c not in m.table.columns]
+        if missing:
+            raise ManifestError(f"{m.source}: columns {missing} that the model was trained "
+                                "on are missing (an empty column is fine: rows lack them)")
+        return m
+
+    def predict_proba(self, data: Any) -> pd.DataFrame:
+        """Class probabilities (one column per class), or values for regression."""
+        out, m = self._outputs(data)
+        if self.problem_type_ == "regression":
+            return pd.DataFrame({self.label: out[:, 0]}, index=m.ids())
+        if self.problem_type_ in ("binary",):
+            p = 1 / (1 + np.exp(-out[:, 0]))
+            proba = np.stack([1 - p, p], axis=1)
+        elif self.problem_type_ == "multilabel":
+            proba = 1 / (1 + np.exp(-out))
+        else:
+            e = np.exp(out - out.max(axis=1, keepdims=True))
+            proba = e / e.sum(axis=1, keepdims=True)
+        return pd.DataFrame(proba, columns=self.classes_, index=m.ids())
+
+    def predict(self, data: Any) -> pd.Series:
+        """The predicted label of each row (indexed by row id)."""
+        proba = self.predict_proba(data)
+        if self.problem_type_ == "regression":
+            return proba[self.label]
+        if self.problem_type_ == "multilabel":
+            return proba.apply(lambda r: "|".join(c for c in proba.columns if r[c] >= 0.5),
+                               axis=1).rename(self.label)
+        return proba.idxmax(axis=1).rename(self.label)
+
+    def evaluate(self, data: Any, *, drop: Sequence[str] = ()) -> dict[str, float]:
+        """Metrics by problem type: accuracy, macro-F1, ROC-AUC, log loss; RMSE, MAE, R2.
+        ``drop`` evaluates as if those columns were absent from every row."""
+        out, m = self._outputs(data, drop=drop)
+        keep = [i for i in range(len(m)) if m.label(i) is not None]
+        if not keep:
+            raise ValueError(f"{m.source}: no row has a label to evaluate against")
+        y = np.stack([np.asarray(self._target(m.label(i))) for i in keep])
+        out = out[keep]
+        if self.problem_type_ == "regression":
+            proba = out
+        elif self.problem_type_ == "binary":
+            p = 1 / (1 + np.exp(-out[:, 0]))
+            proba = np.stack([1 - p, p], axis=1)
+        elif self.problem_type_ == "multilabel":
+            proba = 1 / (1 + np.exp(-out))
+        else:
+            e = np.exp(out - out.max(axis=1, keepdims=True))
+            proba = e / e.sum(axis=1, keepdims=True)
+        return _metrics(self.problem_type_, y, proba, self.classes_)
+
+    def embed(self, data: Any) -> np.ndarray:
+        """The fused representation of each row, (N, d)."""
+        return self._outputs(data, embed=True)[0]
+
+    def modality_report(self, data: Any) -> pd.DataFrame:
+        """The main metric with each column removed and with each column alone, and the
+        mean gated weights where the fusion is gated."""
+        metric = "rmse" if self.problem_type_ == "regression" else (
+            "macro_f1" if self.problem_type_ == "multilabel" else "accuracy")
+        rows = [{"setting": "all columns", metric: self.evaluate(data)[metric]}]
+        for c in self.columns_:
+            rows.append({"setting": f"without {c}",
+                         metric: self.evaluate(data, drop=[c])[metric]})
+            if len(self.columns_) > 1:
+                others = [o for o in self.columns_ if o != c]
+                rows.append({"setting": f"{c} alone",
+                             metric: self.evaluate(data, drop=others)[metric]})
+        report = pd.DataFrame(rows)
+        weights = self.gated_weights(data)
+        if weights is not None:
+            for c, w in weights.items():
+                report.loc[len(report)] = {"setting": f"gate weight of {c}", metric: w}
+        return report
+
+    @torch.no_grad()
+    def gated_weights(self, data: Any) -> dict[str, float] | None:
+        """Mean per-column gate weights of a gated fusion over ``data`` (else None)."""
+        from polymodal.fusion import GatedFusion
+
+        fusion = self.model_.fusion
+        if not isinstance(fusion, GatedFusion):
+            return None
+        m = self._read_for_inference(data)
+        total = torch.zeros(len(self.columns_))
+        n = 0
+        for batch in self._loader(m, shuffle=False, with_labels=False):
+            self.model_.embed(batch)
+            assert fusion.last_weights is not None
+            total += fusion.last_weights.sum(dim=0).cpu()
+            n += len(batch)
+        return {c: float(total[i] / max(n, 1)) for i, c in enumerate(fusion.columns)}
+
+    # -- save / load ----------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``config.yaml``, ``model.safetensors`` and ``encoder_state.json``.
+
+        Frozen pretrained encoders are not copied: they load from their package or
+        name again.
+        """
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()
+                 if isinstance(v, torch.Tensor) and not _is_frozen_pretrained(self.model_, k)}
+        extra = {k: v for k, v in self.model_.state_dict().items()
+                 if not isinstance(v, torch.Tensor)}
+        tmp = path / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp))
+        tmp.replace(path / WEIGHTS_NAME)
+        (path / STATE_NAME).write_text(json.dumps(extra))
+        config = {
+            "polymodal": 1, "label": self.label, "problem_type": self.problem_type_,
+            "classes": self.classes_, "columns": self.columns_, "roles": self.roles_,
+            "fusion": self.fusion, "fusion_options": self.fusion_options, "dim": self.dim_,
+            "drop_modality": self.drop_modality, "batch_size": self.batch_size_,
+            "encoders": {c: {"name": n, "options": o} for c, (n, o) in self.encoder_specs_.items()},
+            "preset": self.preset, "seed": self.seed,
+        }
+        (path / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Predictor:
+        """Load a saved Predictor (safetensors weights, YAML settings; nothing pickled).
+
+        Raises:
+            ValueError: a missing, truncated or tampered file, named.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        for name in (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME):
+            if not (path / name).exists():
+                raise ValueError(f"{path}: not a saved Predictor ({name} is missing)")
+        try:
+            config = yaml.safe_load((path / CONFIG_NAME).read_text())
+            state = load_file(str(path / WEIGHTS_NAME))
+            extra = json.loads((path / STATE_NAME).read_text())
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot read the saved model ({exc})") from None
+        p = cls(label=config["label"], problem_type=config["problem_type"],
+                fusion=config["fusion"], preset=config["preset"], seed=config["seed"],
+                drop_modality=config["drop_modality"], dim=config["dim"],
+                fusion_options=config["fusion_options"])
+        p.problem_type_ = config["problem_type"]
+        p.classes_ = config["classes"]
+        p.class_index_ = {c: i for i, c in enumerate(p.classes_)}
+        p.columns_ = config["columns"]
+        p.roles_ = config["roles"]
+        p.dim_ = config["dim"]
+        p.batch_size_ = config["batch_size"]
+        p.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in config["encoders"].items()}
+        p._encoders = {c: build_encoder(n, **o) for c, (n, o) in p.encoder_specs_.items()}
+        for key, value in extra.items():  # vocabularies before the weights that need them
+            column = key.split(".")[1]
+            p._encoders[column.replace("\u2024", ".")].set_extra_state(value)
+        p.model_ = p._make_model()
+        missing, unexpected = p.model_.load_state_dict({**state, **extra}, strict=False)
+        missing = [k for k in missing if not _is_frozen_pretrained(p.model_, k)]
+        if missing or unexpected:
+            raise ValueError(f"{path}: the weights do not fit the model "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        p.model_.eval()
+        return p
+
+
+class _Reporting:
+    """Wrap a loader: record skipped rows, drop empty batches."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, report: SkipReport) -> None:
+        self.loader, self.report = loader, report
+
+    def __iter__(self):
+        return iter(iterate_with_report(self.loader, self.report))
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def _is_frozen_pretrained(model: MultimodalModel, key: str) -> bool:
+    parts = key.split(".")
+    if parts[0] != "encoders":
+        return False
+    enc = model.encoders[parts[1]]
+    return bool(enc.pretrained and not enc.trainable)

@@ -1,0 +1,106 @@
+"""The LightningModule that trains a MultimodalModel, and the Trainer factory."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from polymodal.data.dataset import Batch
+from polymodal.model import MultimodalModel
+from polymodal.objectives import supervised_loss
+
+
+class LitMultimodal(L.LightningModule):
+    """Supervised training of a :class:`MultimodalModel`.
+
+    Args:
+        model: the model.
+        problem_type: "binary", "multiclass", "multilabel" or "regression".
+        lr: peak learning rate (AdamW); warm-up then cosine decay over the run.
+        weight_decay: AdamW weight decay.
+        class_weights: per-class loss weights (imbalance).
+        warmup_fraction: share of the steps spent warming up.
+    """
+
+    def __init__(self, model: MultimodalModel, problem_type: str, lr: float = 1e-3,
+                 weight_decay: float = 0.01, class_weights: torch.Tensor | None = None,
+                 warmup_fraction: float = 0.05) -> None:
+        super().__init__()
+        self.model = model
+        self.problem_type = problem_type
+        self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device,
+                                 dataloader_idx: int) -> Batch:
+        return batch.to(device)
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
+        if len(batch) == 0:
+            return None
+        outputs = self.model(batch)
+        loss = supervised_loss(self.problem_type, outputs, batch.labels, self.class_weights)
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch),
+                 on_step=False, on_epoch=True, sync_dist=stage != "train")
+        if self.problem_type == "multiclass":
+            acc = (outputs.argmax(dim=-1) == batch.labels).float().mean()
+            self.log(f"{stage}_accuracy", acc, prog_bar=True, batch_size=len(batch),
+                     on_step=False, on_epoch=True, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(self.warmup_fraction * total))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None = 5,
+                 time_limit: float | None = None, devices: int | str = 1,
+                 accelerator: str = "auto", precision: str | None = None,
+                 has_validation: bool = True, progress: bool = True) -> L.Trainer:
+    """A Trainer with the house defaults: best and last checkpoints, early stopping on
+    the validation loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a
+    GPU, and DDP (not ddp_spawn) when ``devices`` > 1."""
+    run_dir = Path(run_dir)
+    monitor = "val_loss" if has_validation else "train_loss"
+    callbacks: list[Any] = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
+                        mode="min", save_last=True, save_top_k=1),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if patience is not None and has_validation:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=patience))
+    if precision is None:
+        precision = "16-mixed" if torch.cuda.is_available() else "32-true"
+    multi = devices not in (1, "1") and devices != [0]
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=max_epochs, callbacks=callbacks,
+        logger=[CSVLogger(run_dir, name="logs", version=""),
+                TensorBoardLogger(run_dir, name="tensorboard", version="")],
+        max_time={"seconds": time_limit} if time_limit else None, devices=devices,
+        accelerator=accelerator, strategy="ddp" if multi else "auto", precision=precision,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        deterministic=False, num_sanity_val_steps=0)

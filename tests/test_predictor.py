@@ -1,0 +1,118 @@
+"""The three-line Predictor: fit, predict, evaluate, embed, save, load, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from polymodal.data import ManifestError
+from polymodal.data.bundled import make_dataset
+from polymodal.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return make_dataset("av-digits", tmp_path_factory.mktemp("avd") / "av-digits", limit=6,
+                        show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    return Predictor(label="label", preset="tiny", fusion="gated", path=run,
+                     encoders={"text": "tfidf"}).fit(digits, progress=False)
+
+
+def test_fit_predict_evaluate_on_rows_that_lack_modalities(fitted, digits):
+    table = pd.read_csv(digits)
+    assert table["record"].isna().any()  # some rows lack the text record
+    assert fitted.problem_type_ == "multiclass" and fitted.classes_[:3] == ["0", "1", "2"]
+    assert fitted.columns_ == ["audio", "image", "record"]
+    proba = fitted.predict_proba(digits)
+    assert proba.shape == (60, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert list(proba.index[:2]) == ["0000", "0010"]  # ids kept as written
+    pred = fitted.predict(digits)
+    assert set(pred) <= set(fitted.classes_)
+    metrics = fitted.evaluate(digits)
+    assert {"accuracy", "macro_f1", "roc_auc", "log_loss"} <= set(metrics)
+    assert fitted.embed(digits).shape == (60, 16)
+    assert (fitted.run_dir_ / "checkpoints" / "last.ckpt").exists()
+    assert (fitted.run_dir_ / "logs" / "metrics.csv").exists()
+
+
+def test_modality_report_and_gate_weights(fitted, digits):
+    report = fitted.modality_report(digits)
+    settings = report["setting"].tolist()
+    for c in ("audio", "image", "record"):
+        assert f"without {c}" in settings and f"{c} alone" in settings
+    weights = report[report["setting"].str.startswith("gate weight")]["accuracy"]
+    assert len(weights) == 3 and abs(weights.sum() - 1) < 1e-4
+
+
+def test_saved_model_predicts_exactly_as_before(fitted, digits, tmp_path):
+    fitted.save(tmp_path / "model")
+    assert {p.name for p in (tmp_path / "model").iterdir()} == {
+        "config.yaml", "model.safetensors", "encoder_state.json"}
+    loaded = Predictor.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.predict_proba(digits), fitted.predict_proba(digits))
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated by a crash, say
+    with pytest.raises(ValueError, match="cannot read the saved model"):
+        Predictor.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="not a saved Predictor"):
+        Predictor.load(tmp_path)
+
+
+def _coloured(tmp_path, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        v = float(rng.uniform(0, 1))
+        Image.new("RGB", (8, 8), (int(255 * v), 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append({"image": str(tmp_path / f"{i}.png"),
+                     "text": "bright red" if v > 0.5 else "dark red", "value": v, "tags": "red|bright" if v > 0.5 else "red"})
+    return pd.DataFrame(rows)
+
+
+def test_regression_and_multilabel(tmp_path):
+    df = _coloured(tmp_path)
+    reg = Predictor(label="value", preset="tiny", fusion="concat", path=tmp_path / "r",
+                    max_epochs=2).fit(df.drop(columns="tags"), progress=False)
+    assert reg.problem_type_ == "regression"
+    assert {"rmse", "mae", "r2"} <= set(reg.evaluate(df.drop(columns="tags")))
+    ml = Predictor(label="tags", problem_type="multilabel", preset="tiny", fusion="lowrank",
+                   path=tmp_path / "m", max_epochs=2).fit(df.drop(columns="value"),
+                                                          progress=False)
+    assert ml.classes_ == ["bright", "red"]
+    assert {"subset_accuracy", "macro_f1"} <= set(ml.evaluate(df.drop(columns="value")))
+
+
+def test_bad_input_is_refused_before_training(tmp_path):
+    df = _coloured(tmp_path, n=10)
+    with pytest.raises(ManifestError, match="label column 'nope' is not in the manifest"):
+        Predictor(label="nope", preset="tiny").fit(df, progress=False)
+    with pytest.raises(ValueError, match="one class only"):
+        Predictor(label="kind", preset="tiny").fit(df.assign(kind="red"), progress=False)
+    with pytest.raises(ValueError, match="empty in every row"):
+        Predictor(label="tags", preset="tiny").fit(df.assign(image=None), progress=False)
+    with pytest.raises(ValueError, match="unknown preset"):
+        Predictor(label="tags", preset="huge").fit(df, progress=False)
+    with pytest.raises(KeyError, match="known fusions"):
+        Predictor(label="tags", preset="tiny", fusion="magic").fit(df, progress=False)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Predictor(label="tags").predict(df)
+
+
+def test_skip_keeps_training_and_reports_bad_rows(tmp_path):
+    df = _coloured(tmp_path, n=20)
+    (tmp_path / "3.png").write_bytes(b"broken")
+    with pytest.raises(Exception, match="row 3, column 'image'"):
+        Predictor(label="tags", preset="tiny", path=tmp_path / "a", max_epochs=1).fit(
+            df, tuning=df.iloc[:0], progress=False)
+    p = Predictor(label="tags", preset="tiny", path=tmp_path / "b", max_epochs=1).fit(
+        df, tuning=df.iloc[:0], on_error="skip", progress=False)
+    assert p.skipped_.rows == [3]
+    assert "row" in (tmp_path / "b" / "skipped_rows.csv").read_text()
