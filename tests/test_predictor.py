@@ -73,7 +73,8 @@ def _coloured(tmp_path, n=40, seed=0):
         v = float(rng.uniform(0, 1))
         Image.new("RGB", (8, 8), (int(255 * v), 0, 0)).save(tmp_path / f"{i}.png")
         rows.append({"image": str(tmp_path / f"{i}.png"),
-                     "text": "bright red" if v > 0.5 else "dark red", "value": v, "tags": "red|bright" if v > 0.5 else "red"})
+                     "text": "bright red" if v > 0.5 else "dark red", "value": v,
+                     "tags": "red|bright" if v > 0.5 else "red"})
     return pd.DataFrame(rows)
 
 
