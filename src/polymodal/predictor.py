@@ -425,6 +425,33 @@ class Predictor:
             proba = e / e.sum(axis=1, keepdims=True)
         return _metrics(self.problem_type_, y, proba, self.classes_)
 
+    def plot(self, data: Any, out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+        """Write learning curves, the confusion matrix (classification) and the modality
+        contribution as PNG files (default: the run folder); returns their paths."""
+        from polymodal import plots
+
+        self._check_fitted()
+        folder = Path(out_dir or getattr(self, "run_dir_", "."))
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        run = getattr(self, "run_dir_", None)
+        if run is not None:
+            curve = plots.learning_curves(Path(run) / "logs" / "metrics.csv",
+                                          folder / "learning_curves.png")
+            if curve is not None:
+                written.append(curve)
+        if self.problem_type_ in ("binary", "multiclass"):
+            m = self._read_for_inference(data)
+            keep = [i for i in range(len(m)) if m.label(i) is not None]
+            proba = self.predict_proba(m).to_numpy()[keep]
+            y = np.array([self._target(m.label(i)) for i in keep])
+            written.append(plots.confusion_matrix(y, proba.argmax(axis=1),
+                                                  [str(c) for c in self.classes_],
+                                                  folder / "confusion_matrix.png"))
+        written.append(plots.modality_contribution(self.modality_report(data),
+                                                   folder / "modality_contribution.png"))
+        return written
+
     def embed(self, data: Any) -> np.ndarray:
         """The fused representation of each row, (N, d)."""
         return self._outputs(data, embed=True)[0]

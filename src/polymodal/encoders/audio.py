@@ -70,7 +70,8 @@ class _SpectralEncoder(ModalityEncoder):
 @register_encoder("mfcc-cnn", modality="audio", description="MFCC (torch) + a 2-D CNN, "
                   "trained from scratch")
 class SpectralCNN(_SpectralEncoder):
-    """Conv blocks over (frequency, time); tokens are the remaining time steps."""
+    """Conv blocks over (frequency, time); tokens are the remaining time steps, each
+    a linear map of every channel at every remaining frequency (spectral shape kept)."""
 
     def __init__(self, front_end: str = "mfcc", n_features: int = 40, dim: int = 128,
                  channels: int = 32, max_seconds: float = 10.0,
@@ -82,7 +83,7 @@ class SpectralCNN(_SpectralEncoder):
             nn.MaxPool2d(2),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.BatchNorm2d(2 * channels),
             nn.ReLU(), nn.MaxPool2d(2))
-        self.out = nn.Linear(2 * channels, dim)
+        self.out = nn.Linear(2 * channels * (n_features // 4), dim)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "channels": self.channels}
@@ -90,7 +91,7 @@ class SpectralCNN(_SpectralEncoder):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
         feats, frames = self.features(inputs, lengths)
         x = self.net(feats.unsqueeze(1))  # (B, C, F/4, T/4)
-        tokens = self.out(x.mean(dim=2).transpose(1, 2))  # (B, T/4, dim)
+        tokens = self.out(x.flatten(1, 2).transpose(1, 2))  # (B, T/4, dim): C x F/4 per step
         mask = lengths_to_mask((frames // 4).clamp(min=1), tokens.shape[1], tokens.shape[0])
         return Encoded(tokens, mask, masked_mean(tokens, mask))
 

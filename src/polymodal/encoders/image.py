@@ -55,7 +55,12 @@ class _ScratchCNN(ModalityEncoder):
 @register_encoder("cnn", modality="image", description="the classic two-conv CNN, trained "
                   "from scratch")
 class SimpleCNN(_ScratchCNN):
-    """Two 3x3 conv + ReLU + max-pool blocks, then a 1x1 conv to ``dim`` channels."""
+    """Two 3x3 conv + ReLU + max-pool blocks, then a 1x1 conv to ``dim`` channels.
+
+    Tokens are the cells of the final grid; ``pooled`` is a fully connected layer over
+    the whole flattened grid, as in the classic network, so the spatial layout (which
+    stroke is where) reaches the pooled vector instead of being averaged away.
+    """
 
     def __init__(self, image_size: int = 32, dim: int = 128, channels: int = 32) -> None:
         super().__init__(image_size, dim)
@@ -64,12 +69,15 @@ class SimpleCNN(_ScratchCNN):
             nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(2 * channels, dim, 1), nn.ReLU())
+        self.fc = nn.Linear(dim * (image_size // 4) ** 2, dim)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "channels": self.channels}
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        return _grid_tokens(self.net(inputs))
+        fmap = self.net(inputs)
+        grid = _grid_tokens(fmap)
+        return Encoded(grid.tokens, grid.mask, self.fc(fmap.flatten(1)))
 
 
 class _BasicBlock(nn.Module):

@@ -1,0 +1,82 @@
+"""Plots written to PNG files (matplotlib, no display): learning curves, confusion
+matrix, per-modality contribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
+    """Loss (and accuracy) per epoch, train and validation, from Lightning's CSV log."""
+    metrics_csv, out = Path(metrics_csv), Path(out)
+    if not metrics_csv.exists():
+        return None
+    log = pd.read_csv(metrics_csv)
+    if "epoch" not in log:
+        return None
+    per_epoch = log.groupby("epoch").mean(numeric_only=True)
+    kinds = [k for k in ("loss", "accuracy") if f"train_{k}" in per_epoch
+             or f"val_{k}" in per_epoch]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.5), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for stage in ("train", "val"):
+            col = f"{stage}_{kind}"
+            if col in per_epoch and per_epoch[col].notna().any():
+                series = per_epoch[col].dropna()
+                ax.plot(series.index, series.values, marker="o", label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(kind)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
+                     out: str | Path) -> Path:
+    """Row-normalised confusion matrix with counts."""
+    from sklearn.metrics import confusion_matrix as cm
+
+    counts = cm(y_true, y_pred, labels=list(range(len(classes))))
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=90)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(classes) <= 20:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if counts[i, j]:
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)
+
+
+def modality_contribution(report: pd.DataFrame, out: str | Path) -> Path:
+    """A bar per setting of a modality report (all, without X, X alone)."""
+    metric = next(c for c in report.columns if c != "setting")
+    rows = report[~report["setting"].str.startswith("gate weight")]
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+    ax.barh(rows["setting"], rows[metric], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)
