@@ -117,3 +117,41 @@ def test_skip_keeps_training_and_reports_bad_rows(tmp_path):
         df, tuning=df.iloc[:0], on_error="skip", progress=False)
     assert p.skipped_.rows == [3]
     assert "row" in (tmp_path / "b" / "skipped_rows.csv").read_text()
+
+
+def test_cli_train_evaluate_predict(digits, tmp_path):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    runner = CliRunner()
+    config = tmp_path / "train.yaml"
+    config.write_text(f"train: {digits}\nlabel: label\npreset: tiny\nfusion: concat\n"
+                      f"path: {tmp_path / 'run'}\n")
+    result = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "model"),
+                                 "--set", "max_epochs=1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(digits), "--plots",
+                                 str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "record alone" in result.output
+    # a loaded model has no run folder of its own, so no learning curves
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+        "confusion_matrix.png", "modality_contribution.png"}
+    result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(digits), "--out",
+                                 str(tmp_path / "pred.csv"), "--proba"])
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(tmp_path / "pred.csv", dtype={"id": str})
+    assert len(pred) == 60 and pred["id"][0] == "0000" and "p_9" in pred.columns
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"train: {digits}\nlabel: label\nfusoin: gated\n")
+    result = runner.invoke(app, ["train", str(bad)])
+    assert result.exit_code == 2 and "unknown setting(s) ['fusoin']" in result.output
+
+
+def test_fitted_predictor_writes_its_plots(fitted, digits, tmp_path):
+    paths = fitted.plot(digits, tmp_path)
+    assert sorted(p.name for p in paths) == ["confusion_matrix.png", "learning_curves.png",
+                                             "modality_contribution.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)

@@ -228,6 +228,127 @@ def embed_cmd(
         out.print(f"skipped rows and reasons: {result.skip_report}")
 
 
+TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error"}
+
+
+def load_train_config(config: Path | None, overrides: dict[str, object]) -> dict[str, object]:
+    """A training config from YAML and KEY=VALUE overrides; unknown keys are refused."""
+    import inspect
+
+    import yaml
+
+    from polymodal.predictor import Predictor
+
+    settings: dict[str, object] = {}
+    if config is not None:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config}: a training config is a mapping of settings")
+        settings.update(loaded)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    valid = set(inspect.signature(Predictor).parameters) | TRAIN_KEYS
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(valid)}")
+    for key in ("train", "label"):
+        if key not in settings:
+            raise ValueError(f"the config needs {key!r} (or pass --{key})")
+    return settings
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Argument(help="a YAML training config")] = None,
+    train: Annotated[str | None, typer.Option(help="training manifest")] = None,
+    label: Annotated[str | None, typer.Option(help="the label column")] = None,
+    tuning: Annotated[str | None, typer.Option(help="tuning manifest")] = None,
+    fusion: Annotated[str | None, typer.Option(help="fusion method")] = None,
+    preset: Annotated[str | None, typer.Option(help="fast, tiny or pretrained")] = None,
+    save: Annotated[str | None, typer.Option("--out", help="where to save the model")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="any Predictor setting KEY=VALUE (repeatable)")] = None,
+) -> None:
+    """Train a Predictor from a YAML config and/or flags, then save it."""
+    from polymodal.data import MediaError
+    from polymodal.predictor import Predictor
+
+    try:
+        settings = load_train_config(config, {
+            "train": train, "label": label, "tuning": tuning, "fusion": fusion,
+            "preset": preset, "save": save, **_parse_options(set_)})
+        fit_args = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
+        save_to = Path(str(fit_args.pop("save", None) or "model"))
+        predictor = Predictor(**settings)  # type: ignore[arg-type]
+        predictor.fit(fit_args.pop("train"), fit_args.pop("tuning", None), **fit_args)
+    except MediaError as exc:
+        out.print(f"[red]bad row:[/] {exc}\n(on_error: skip goes on and reports such rows)")
+        raise typer.Exit(1) from None
+    except (ManifestError, KeyError, ValueError, TypeError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    predictor.save(save_to)
+    out.print(f"trained in {predictor.fit_seconds_:.0f}s; model saved to {save_to}; "
+              f"run folder (checkpoints, logs) {predictor.run_dir_}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Argument(help="a saved model folder")],
+    manifest: Annotated[Path, typer.Argument(help="labelled rows to evaluate on")],
+    plots: Annotated[Path | None, typer.Option(help="write PNG plots to this folder")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+) -> None:
+    """Metrics of a saved model on MANIFEST, and its modality report."""
+    from polymodal.predictor import Predictor
+
+    try:
+        predictor = Predictor.load(model)
+        metrics = predictor.evaluate(manifest)
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table(title=f"{model} on {manifest}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    out.print(table)
+    out.print(predictor.modality_report(manifest).to_string(index=False))
+    if plots is not None:
+        for path in predictor.plot(manifest, plots):
+            out.print(f"plot: {path}")
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="a saved model folder")],
+    manifest: Annotated[Path, typer.Argument(help="rows to predict")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV of predictions")],
+    proba: Annotated[bool, typer.Option(help="add class probabilities")] = False,
+) -> None:
+    """Write a CSV with each row's id and prediction (and probabilities)."""
+    import pandas as pd
+
+    from polymodal.predictor import Predictor
+
+    try:
+        predictor = Predictor.load(model)
+        pred = predictor.predict(manifest)
+        frame = pd.DataFrame({"id": pred.index, "prediction": pred.values})
+        if proba and predictor.problem_type_ != "regression":
+            probs = predictor.predict_proba(manifest).reset_index(drop=True)
+            frame = pd.concat([frame, probs.add_prefix("p_")], axis=1)
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_file, index=False)
+    out.print(f"{len(frame):,} predictions -> {out_file}")
+
+
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo writes")] = None,
