@@ -7,7 +7,16 @@ finetuning -> task output.
 
 from polymodal.data import DataError, Manifest, MediaError, MultimodalDataset, validate
 
+
+def __getattr__(name: str) -> object:  # the Predictor imports Lightning: load it lazily
+    if name == "Predictor":
+        from polymodal.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(name)
+
+
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Manifest", "MediaError", "MultimodalDataset", "__version__",
-           "validate"]
+__all__ = ["DataError", "Manifest", "MediaError", "MultimodalDataset", "Predictor",
+           "__version__", "validate"]
