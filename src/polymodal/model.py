@@ -7,6 +7,7 @@ projection to the shared size; a fusion combines them; a head maps to outputs.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from polymodal.data.dataset import Batch
 from polymodal.encoders.base import Encoded, ModalityEncoder
 from polymodal.encoders.cache import CachedEncoder
 from polymodal.encoders.projection import Projection
-from polymodal.fusion import build_fusion, modality_dropout
+from polymodal.fusion import build_fusion, fusion_class, modality_dropout
 from polymodal.heads import TaskHead
 
 
@@ -49,7 +50,10 @@ class MultimodalModel(nn.Module):
         self.projections = nn.ModuleDict({
             module_key(c): Projection(encoders[c].output_dim, dim, dropout=dropout)
             for c in self.columns})
-        self.fusion = build_fusion(fusion, self.columns, dim, **(fusion_options or {}))
+        options = dict(fusion_options or {})
+        if "dropout" in inspect.signature(fusion_class(fusion)).parameters:
+            options.setdefault("dropout", dropout)
+        self.fusion = build_fusion(fusion, self.columns, dim, **options)
         self.head = TaskHead(self.fusion.out_dim, n_outputs, dropout=dropout)
         self.cached = set(cached or ())
         self._cached_view = {c: CachedEncoder(encoders[c]) for c in self.cached}

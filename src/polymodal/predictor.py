@@ -26,7 +26,6 @@ import torch
 import yaml
 
 from polymodal.data import Manifest, MultimodalDataset, SkipReport
-from polymodal.data.dataset import iterate_with_report
 from polymodal.data.errors import ManifestError, OnError
 from polymodal.data.schema import Role, Schema
 from polymodal.encoders.base import ModalityEncoder
@@ -134,6 +133,7 @@ class Predictor:
         drop_modality: modality dropout during training (robustness to missing ones).
         class_weights: "balanced" to weight classes against imbalance, or None.
         seed: the seed of the run.
+        dropout: dropout in the projections, the fusion MLPs and the head.
         cache_dir: where frozen encoders cache their outputs (default: the run folder).
     """
 
@@ -145,7 +145,8 @@ class Predictor:
                  seed: int = 0, max_epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, dim: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
-                 fusion_options: dict[str, Any] | None = None) -> None:
+                 fusion_options: dict[str, Any] | None = None, dropout: float = 0.1
+                 ) -> None:
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -159,6 +160,7 @@ class Predictor:
         self.max_epochs, self.batch_size, self.lr, self.dim = max_epochs, batch_size, lr, dim
         self.cache_dir = cache_dir
         self.fusion_options = dict(fusion_options or {})
+        self.dropout = dropout
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
@@ -250,7 +252,7 @@ class Predictor:
         return MultimodalModel(self._encoders, self.fusion, self.dim_,
                                n_outputs(self.problem_type_, len(self.classes_)),
                                drop_modality=self.drop_modality,
-                               fusion_options=self.fusion_options)
+                               fusion_options=self.fusion_options, dropout=self.dropout)
 
     def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise"
                  ) -> MultimodalDataset:
@@ -330,9 +332,7 @@ class Predictor:
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
                                progress=progress)
-        report = SkipReport(m.source)
-        train_loader = _Reporting(self._loader(m_lab, shuffle=True, with_labels=True,
-                                               on_error=on_error), report)
+        train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error)
         val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
         trainer.fit(lit, train_loader, val_loader if len(t_lab) else None)
         best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
@@ -341,6 +341,9 @@ class Predictor:
             lit.load_state_dict(state)
         self.model_.eval()
         self.fit_seconds_ = time.time() - start
+        report = SkipReport(m.source)
+        report.extend(lit.skip_report.problems)
+        report.problems = list({(p.row, p.column, p.kind): p for p in report}.values())
         self.skipped_ = report
         if len(report):
             path = report.write(self.run_dir_ / "skipped_rows.csv")
@@ -519,6 +522,7 @@ class Predictor:
             "classes": self.classes_, "columns": self.columns_, "roles": self.roles_,
             "fusion": self.fusion, "fusion_options": self.fusion_options, "dim": self.dim_,
             "drop_modality": self.drop_modality, "batch_size": self.batch_size_,
+            "dropout": self.dropout,
             "encoders": {c: {"name": n, "options": o} for c, (n, o) in self.encoder_specs_.items()},
             "preset": self.preset, "seed": self.seed,
         }
@@ -547,7 +551,7 @@ class Predictor:
         p = cls(label=config["label"], problem_type=config["problem_type"],
                 fusion=config["fusion"], preset=config["preset"], seed=config["seed"],
                 drop_modality=config["drop_modality"], dim=config["dim"],
-                fusion_options=config["fusion_options"])
+                fusion_options=config["fusion_options"], dropout=config["dropout"])
         p.problem_type_ = config["problem_type"]
         p.classes_ = config["classes"]
         p.class_index_ = {c: i for i, c in enumerate(p.classes_)}
@@ -568,19 +572,6 @@ class Predictor:
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
         p.model_.eval()
         return p
-
-
-class _Reporting:
-    """Wrap a loader: record skipped rows, drop empty batches."""
-
-    def __init__(self, loader: torch.utils.data.DataLoader, report: SkipReport) -> None:
-        self.loader, self.report = loader, report
-
-    def __iter__(self):
-        return iter(iterate_with_report(self.loader, self.report))
-
-    def __len__(self) -> int:
-        return len(self.loader)
 
 
 def _is_frozen_pretrained(model: MultimodalModel, key: str) -> bool:

@@ -6,7 +6,14 @@ Fusion Network), ``lowrank`` (Low-rank Multimodal Fusion).
 """
 
 from polymodal.fusion import methods
-from polymodal.fusion.base import FUSIONS, Fusion, build_fusion, modality_dropout, register_fusion
+from polymodal.fusion.base import (
+    FUSIONS,
+    Fusion,
+    build_fusion,
+    fusion_class,
+    modality_dropout,
+    register_fusion,
+)
 from polymodal.fusion.methods import (
     AttentionFusion,
     ConcatFusion,
@@ -17,5 +24,6 @@ from polymodal.fusion.methods import (
 )
 
 __all__ = ["FUSIONS", "AttentionFusion", "ConcatFusion", "Fusion", "GatedFusion", "LateFusion",
-           "LowRankFusion", "TensorFusion", "build_fusion", "methods", "modality_dropout",
+           "LowRankFusion", "TensorFusion", "build_fusion", "fusion_class", "methods",
+           "modality_dropout",
            "register_fusion"]

@@ -67,15 +67,19 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
-def build_fusion(name: str, columns: Sequence[str], dim: int, **kwargs: object) -> Fusion:
-    """Build the fusion registered as ``name``."""
+def fusion_class(name: str) -> Callable[..., Fusion]:
+    """The fusion class registered as ``name``."""
     from polymodal.fusion import methods  # noqa: F401  (registers them)
 
     try:
-        cls = FUSIONS[name]
+        return FUSIONS[name]
     except KeyError:
         raise KeyError(f"unknown fusion {name!r}; known fusions: {sorted(FUSIONS)}") from None
-    return cls(columns, dim, **kwargs)
+
+
+def build_fusion(name: str, columns: Sequence[str], dim: int, **kwargs: object) -> Fusion:
+    """Build the fusion registered as ``name``."""
+    return fusion_class(name)(columns, dim, **kwargs)
 
 
 def modality_dropout(present: dict[str, torch.Tensor], p: float,

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from polymodal.data.dataset import Batch
+from polymodal.data.errors import SkipReport
 from polymodal.model import MultimodalModel
 from polymodal.objectives import supervised_loss
 
@@ -36,12 +37,15 @@ class LitMultimodal(L.LightningModule):
         self.problem_type = problem_type
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.register_buffer("class_weights", class_weights, persistent=False)
+        self.skip_report = SkipReport()
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device,
                                  dataloader_idx: int) -> Batch:
         return batch.to(device)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
+        if stage == "train":  # rows left out under on_error="skip"
+            self.skip_report.extend(batch.skipped)
         if len(batch) == 0:
             return None
         outputs = self.model(batch)
