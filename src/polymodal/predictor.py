@@ -270,11 +270,12 @@ class Predictor:
     # -- fit ----------------------------------------------------------------------
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1,
-            progress: bool = True) -> Predictor:
+            progress: bool = True, callbacks: list[Any] | None = None) -> Predictor:
         """Train on ``train`` (a manifest path, DataFrame or Manifest).
 
         Without ``tuning``, a manifest with a split column trains on "train" and tunes
-        on "val"; otherwise 10% of the rows (seeded) are held out.
+        on "val"; otherwise 10% of the rows (seeded) are held out. ``callbacks`` are
+        extra Lightning callbacks.
         """
         import lightning as L
 
@@ -331,7 +332,7 @@ class Predictor:
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
-                               progress=progress)
+                               progress=progress, callbacks=callbacks)
         train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error)
         val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
         trainer.fit(lit, train_loader, val_loader if len(t_lab) else None)

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from polymodal.bench import audio_features, data_loading, encoders
+from polymodal.bench import audio_features, data_loading, encoders, training
 from polymodal.bench.report import Section, write_section
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "audio-features": audio_features.run,
     "feature-cache": encoders.run_cache,
     "embed-memory": encoders.run_memory,
+    "training-overhead": training.run,
 }
 
 

@@ -84,13 +84,15 @@ class LitMultimodal(L.LightningModule):
 def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None = 5,
                  time_limit: float | None = None, devices: int | str = 1,
                  accelerator: str = "auto", precision: str | None = None,
-                 has_validation: bool = True, progress: bool = True) -> L.Trainer:
+                 has_validation: bool = True, progress: bool = True,
+                 callbacks: list[Any] | None = None) -> L.Trainer:
     """A Trainer with the house defaults: best and last checkpoints, early stopping on
     the validation loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a
     GPU, and DDP (not ddp_spawn) when ``devices`` > 1."""
     run_dir = Path(run_dir)
     monitor = "val_loss" if has_validation else "train_loss"
-    callbacks: list[Any] = [
+    callbacks = [
+        *(callbacks or []),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
                         mode="min", save_last=True, save_top_k=1),
         LearningRateMonitor(logging_interval="epoch"),
