@@ -388,15 +388,19 @@ class Predictor:
         out, m = self._outputs(data)
         if self.problem_type_ == "regression":
             return pd.DataFrame({self.label: out[:, 0]}, index=m.ids())
-        if self.problem_type_ in ("binary",):
+        return pd.DataFrame(self._to_proba(out), columns=self.classes_, index=m.ids())
+
+    def _to_proba(self, out: np.ndarray) -> np.ndarray:
+        """Head outputs to probabilities (values unchanged for regression)."""
+        if self.problem_type_ == "regression":
+            return out
+        if self.problem_type_ == "binary":
             p = 1 / (1 + np.exp(-out[:, 0]))
-            proba = np.stack([1 - p, p], axis=1)
-        elif self.problem_type_ == "multilabel":
-            proba = 1 / (1 + np.exp(-out))
-        else:
-            e = np.exp(out - out.max(axis=1, keepdims=True))
-            proba = e / e.sum(axis=1, keepdims=True)
-        return pd.DataFrame(proba, columns=self.classes_, index=m.ids())
+            return np.stack([1 - p, p], axis=1)
+        if self.problem_type_ == "multilabel":
+            return 1 / (1 + np.exp(-out))
+        e = np.exp(out - out.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, data: Any) -> pd.Series:
         """The predicted label of each row (indexed by row id)."""
@@ -416,18 +420,7 @@ class Predictor:
         if not keep:
             raise ValueError(f"{m.source}: no row has a label to evaluate against")
         y = np.stack([np.asarray(self._target(m.label(i))) for i in keep])
-        out = out[keep]
-        if self.problem_type_ == "regression":
-            proba = out
-        elif self.problem_type_ == "binary":
-            p = 1 / (1 + np.exp(-out[:, 0]))
-            proba = np.stack([1 - p, p], axis=1)
-        elif self.problem_type_ == "multilabel":
-            proba = 1 / (1 + np.exp(-out))
-        else:
-            e = np.exp(out - out.max(axis=1, keepdims=True))
-            proba = e / e.sum(axis=1, keepdims=True)
-        return _metrics(self.problem_type_, y, proba, self.classes_)
+        return _metrics(self.problem_type_, y, self._to_proba(out[keep]), self.classes_)
 
     def plot(self, data: Any, out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
         """Write learning curves, the confusion matrix (classification) and the modality

@@ -4,14 +4,12 @@ clips with the same settings, one clip at a time and in batches."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from polymodal.bench.report import Section
+from polymodal.bench.report import Section, best_of
 from polymodal.data import Manifest, decode_audio
 from polymodal.data.bundled import make_dataset
 from polymodal.encoders.audio_features import MFCC, LogMel
@@ -23,15 +21,6 @@ SETTINGS: dict[str, Any] = {"n_fft": 512, "win_length": 400, "hop_length": 160, 
 N_MFCC = 20
 TOP_DB = 80.0
 
-
-def _best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
-    """(seconds of the fastest run, clips it handled)."""
-    best, n = float("inf"), 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        n = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, n
 
 
 def _librosa_kwargs() -> dict[str, Any]:
@@ -114,13 +103,13 @@ def run(quick: bool = False) -> Section:
         columns=["what", "clips", "clips/s", "ratio to baseline"])
     for label, baseline, module in (("MFCC", librosa_mfcc, mfcc),
                                     ("log-mel", librosa_logmel, logmel)):
-        base_s, n = _best_of(lambda b=baseline: b(clips), repeats)
+        base_s, n = best_of(lambda b=baseline: b(clips), repeats)
         lib_name = ("librosa.feature.mfcc" if label == "MFCC" else
                     "librosa melspectrogram + power_to_db")
         section.rows.append([f"{label}: {lib_name}, one clip at a time (baseline)", f"{n}",
                              f"{n / base_s:,.0f}", "1.00"])
         for batch in (1, BATCH):
-            s, n = _best_of(lambda m=module, b=batch: torch_front_end(m, clips, b), repeats)
+            s, n = best_of(lambda m=module, b=batch: torch_front_end(m, clips, b), repeats)
             how = "one clip at a time" if batch == 1 else f"batch {batch}"
             section.rows.append([f"{label}: polymodal {type(module).__name__} (torch), {how}",
                                  f"{n}", f"{n / s:,.0f}", f"{base_s / s:.2f}"])

@@ -3,8 +3,6 @@ against librosa, and validation throughput."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +10,9 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from polymodal.bench.report import Section
+from polymodal.bench.report import Section, best_of
 from polymodal.data import Manifest, MultimodalDataset, decode_audio, validate
 from polymodal.data.bundled import make_dataset
-
-
-def _best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
-    """(seconds of the fastest run, items it handled)."""
-    best, n = float("inf"), 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        n = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, n
 
 
 def plain_loop(manifest: Manifest) -> int:
@@ -51,11 +39,11 @@ def run(quick: bool = False) -> Section:
         key="data-loading", title="Data layer: decoding and validation",
         command="python -m polymodal.bench --only data-loading" + (" --quick" if quick else ""),
         columns=["what", "items", "items/s", "ratio to baseline"])
-    base_s, n = _best_of(lambda: plain_loop(avd), repeats)
+    base_s, n = best_of(lambda: plain_loop(avd), repeats)
     section.rows.append(["av-digits rows: plain Pillow + soundfile loop (baseline)", f"{n}",
                          f"{n / base_s:,.0f}", "1.00"])
     for workers in (0, 2):
-        s, n = _best_of(lambda w=workers: dataset_loop(avd, w), repeats)
+        s, n = best_of(lambda w=workers: dataset_loop(avd, w), repeats)
         section.rows.append([f"av-digits rows: MultimodalDataset + DataLoader, {workers} "
                              "workers, batch 64", f"{n}", f"{n / s:,.0f}",
                              f"{base_s / s:.2f}"])
@@ -75,17 +63,17 @@ def run(quick: bool = False) -> Section:
             decode_audio(Path(p), sample_rate=16_000)
         return len(clips)
 
-    lib_s, n = _best_of(librosa_load, repeats)
-    our_s, _ = _best_of(ours, repeats)
+    lib_s, n = best_of(librosa_load, repeats)
+    our_s, _ = best_of(ours, repeats)
     section.rows.append(["tuxpaint OGG clips to 16 kHz mono: librosa.load (baseline)", f"{n}",
                          f"{n / lib_s:,.1f}", "1.00"])
     section.rows.append(["tuxpaint OGG clips to 16 kHz mono: polymodal decode_audio", f"{n}",
                          f"{n / our_s:,.1f}", f"{lib_s / our_s:.2f}"])
     for name in ("av-digits", "tuxpaint", "sort-of-clevr", "fashion-mnist"):
         m = Manifest.read(make_dataset(name, limit=3 if quick else None))
-        one_s, _ = _best_of(lambda m=m: len(validate(m, workers=1, show_progress=False)
+        one_s, _ = best_of(lambda m=m: len(validate(m, workers=1, show_progress=False)
                                             .problems) or len(m), 1)
-        four_s, _ = _best_of(lambda m=m: len(validate(m, workers=4, show_progress=False)
+        four_s, _ = best_of(lambda m=m: len(validate(m, workers=4, show_progress=False)
                                              .problems) or len(m), 1)
         section.rows.append([f"validate {name}, 1 thread (the default; baseline)",
                              f"{len(m)}", f"{len(m) / one_s:,.0f}", "1.00"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +43,16 @@ class Section:
             lines += ["", self.notes]
         lines += [f"<!-- /bench:{self.key} -->"]
         return "\n".join(lines)
+
+
+def best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
+    """(seconds of the fastest of ``repeats`` runs, items the run handled)."""
+    best, n = float("inf"), 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, n
 
 
 def machine_summary() -> str:
