@@ -155,3 +155,31 @@ def test_fitted_predictor_writes_its_plots(fitted, digits, tmp_path):
     assert sorted(p.name for p in paths) == ["confusion_matrix.png", "learning_curves.png",
                                              "modality_contribution.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path):
+    import lightning as L
+
+    class CrashAfterTwoEpochs(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise _Crash("the machine went down")
+
+    df = _coloured(tmp_path, n=32)
+    settings = {"label": "tags", "preset": "tiny", "fusion": "concat", "dropout": 0.0,
+                "max_epochs": 4, "batch_size": 8, "seed": 3}
+    whole = Predictor(**settings, path=tmp_path / "whole").fit(df, progress=False)
+    with pytest.raises(_Crash):
+        Predictor(**settings, path=tmp_path / "cut").fit(
+            df, progress=False, callbacks=[CrashAfterTwoEpochs()])
+    assert (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()
+    resumed = Predictor(**settings, path=tmp_path / "cut").fit(df, progress=False,
+                                                             resume=True)
+    np.testing.assert_allclose(resumed.predict_proba(df).to_numpy(),
+                               whole.predict_proba(df).to_numpy(), atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Predictor(**settings, path=tmp_path / "new").fit(df, progress=False, resume=True)

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from polymodal.data import Manifest, MultimodalDataset, SkipReport
+from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
 from polymodal.data.schema import Role, Schema
 from polymodal.encoders.base import ModalityEncoder
@@ -264,18 +265,20 @@ class Predictor:
     def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
                 on_error: OnError = "raise") -> torch.utils.data.DataLoader:
         ds = self._dataset(m, with_labels=with_labels, on_error=on_error)
-        g = torch.Generator().manual_seed(self.seed)
-        return ds.loader(self.batch_size_, shuffle=shuffle, generator=g)
+        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
+        return ds.loader(self.batch_size_, sampler=sampler)
 
     # -- fit ----------------------------------------------------------------------
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1,
-            progress: bool = True, callbacks: list[Any] | None = None) -> Predictor:
+            progress: bool = True, callbacks: list[Any] | None = None,
+            resume: bool = False) -> Predictor:
         """Train on ``train`` (a manifest path, DataFrame or Manifest).
 
         Without ``tuning``, a manifest with a split column trains on "train" and tunes
         on "val"; otherwise 10% of the rows (seeded) are held out. ``callbacks`` are
-        extra Lightning callbacks.
+        extra Lightning callbacks. ``resume=True`` continues an interrupted run in the
+        same ``path`` from its last checkpoint (same settings, same batches).
         """
         import lightning as L
 
@@ -335,7 +338,11 @@ class Predictor:
                                progress=progress, callbacks=callbacks)
         train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error)
         val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
-        trainer.fit(lit, train_loader, val_loader if len(t_lab) else None)
+        last = self.run_dir_ / "checkpoints" / "last.ckpt"
+        if resume and not last.exists():
+            raise FileNotFoundError(f"resume=True but {last} does not exist: nothing to resume")
+        trainer.fit(lit, train_loader, val_loader if len(t_lab) else None,
+                    ckpt_path=str(last) if resume else None, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
         if best:
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

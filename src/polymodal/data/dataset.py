@@ -215,6 +215,25 @@ class MultimodalDataset(Dataset):
                           persistent_workers=num_workers > 0, **kwargs)
 
 
+class EpochShuffleSampler(torch.utils.data.Sampler[int]):
+    """A shuffle whose order is a function of (seed, epoch) only, so a run resumed from
+    a checkpoint sees the same batches as one never stopped (Lightning calls
+    ``set_epoch`` each epoch)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def _collate_column(values: list[Any]) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
     """Stack one column's values; zeros (or "") where absent; pad variable lengths."""
     present = torch.tensor([v is not None for v in values], dtype=torch.bool)
