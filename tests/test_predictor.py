@@ -183,3 +183,32 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path):
                                whole.predict_proba(df).to_numpy(), atol=1e-5)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Predictor(**settings, path=tmp_path / "new").fit(df, progress=False, resume=True)
+
+
+def test_frozen_pretrained_encoders_unfreeze_on_schedule(tmp_path):
+    import lightning as L
+
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("bright 1 0 0 0\ndark 0 1 0 0\nred 0 0 1 0\n")
+    df = _coloured(tmp_path, n=24)
+    seen: list[bool] = []
+
+    class Watch(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            weights = module.model.encoder("text").embedding.weight
+            seen.append(bool(weights.requires_grad))
+
+    p = Predictor(label="tags", preset="tiny", fusion="concat", max_epochs=3,
+                  path=tmp_path / "run", unfreeze_after=2,
+                  encoders={"text": ("word-vectors", {"path": str(vectors)})})
+    before = None
+
+    class Snapshot(L.Callback):
+        def on_train_start(self, trainer, module):
+            nonlocal before
+            before = module.model.encoder("text").embedding.weight.detach().clone()
+
+    p.fit(df, progress=False, callbacks=[Watch(), Snapshot()])
+    assert seen == [False, False, True]
+    after = p.model_.encoder("text").embedding.weight.detach()
+    assert not np.allclose(before.numpy(), after.numpy())  # trained in the last epoch

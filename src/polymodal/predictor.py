@@ -135,6 +135,8 @@ class Predictor:
         class_weights: "balanced" to weight classes against imbalance, or None.
         seed: the seed of the run.
         dropout: dropout in the projections, the fusion MLPs and the head.
+        unfreeze_after: train frozen pretrained encoders too from this epoch on (at a
+            tenth of the learning rate); None keeps them frozen.
         cache_dir: where frozen encoders cache their outputs (default: the run folder).
     """
 
@@ -146,8 +148,8 @@ class Predictor:
                  seed: int = 0, max_epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, dim: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
-                 fusion_options: dict[str, Any] | None = None, dropout: float = 0.1
-                 ) -> None:
+                 fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
+                 unfreeze_after: int | None = None) -> None:
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -162,6 +164,7 @@ class Predictor:
         self.cache_dir = cache_dir
         self.fusion_options = dict(fusion_options or {})
         self.dropout = dropout
+        self.unfreeze_after = unfreeze_after
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
@@ -282,7 +285,7 @@ class Predictor:
         """
         import lightning as L
 
-        from polymodal.training import LitMultimodal, make_trainer
+        from polymodal.training import LitMultimodal, UnfreezeEncoders, make_trainer
 
         start = time.time()
         m = self._read(train)
@@ -335,7 +338,10 @@ class Predictor:
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
-                               progress=progress, callbacks=callbacks)
+                               progress=progress, callbacks=[
+                                   *(callbacks or []),
+                                   *([UnfreezeEncoders(self.unfreeze_after)]
+                                     if self.unfreeze_after is not None else [])])
         train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error)
         val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
         last = self.run_dir_ / "checkpoints" / "last.ckpt"

@@ -81,6 +81,38 @@ class LitMultimodal(L.LightningModule):
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+class UnfreezeEncoders(L.Callback):
+    """Unfreeze the frozen encoders at the start of epoch ``epoch`` and train them from
+    then on at ``lr_scale`` times the base learning rate (a new optimizer group)."""
+
+    def __init__(self, epoch: int, lr_scale: float = 0.1) -> None:
+        self.epoch, self.lr_scale = epoch, lr_scale
+        self.unfrozen: list[str] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch != self.epoch or self.unfrozen:
+            return
+        model: MultimodalModel = module.model  # type: ignore[assignment]
+        optimizer = trainer.optimizers[0]
+        for column in model.columns:
+            encoder = model.encoder(column)
+            frozen = [p for p in encoder.parameters() if not p.requires_grad]
+            if not frozen or column in model.cached:
+                continue
+            encoder.unfreeze()
+            base = optimizer.param_groups[0]
+            optimizer.add_param_group({"params": frozen, "lr": base["lr"] * self.lr_scale,
+                                       "initial_lr": base.get("initial_lr", base["lr"])
+                                       * self.lr_scale,
+                                       "weight_decay": base["weight_decay"]})
+            for config in trainer.lr_scheduler_configs:  # the schedule covers the new group
+                scheduler = config.scheduler
+                scheduler.base_lrs.append(optimizer.param_groups[-1]["initial_lr"])
+                if hasattr(scheduler, "lr_lambdas"):
+                    scheduler.lr_lambdas.append(scheduler.lr_lambdas[0])
+            self.unfrozen.append(column)
+
+
 def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None = 5,
                  time_limit: float | None = None, devices: int | str = 1,
                  accelerator: str = "auto", precision: str | None = None,
