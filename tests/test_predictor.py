@@ -212,3 +212,16 @@ def test_frozen_pretrained_encoders_unfreeze_on_schedule(tmp_path):
     assert seen == [False, False, True]
     after = p.model_.encoder("text").embedding.weight.detach()
     assert not np.allclose(before.numpy(), after.numpy())  # trained in the last epoch
+
+
+def test_noise_levels_corrupt_inputs_deterministically(fitted, digits):
+    from polymodal.data.noise import noisy
+
+    clean = fitted.evaluate(digits)
+    assert fitted.evaluate(digits, noise={"image": 0.0}) == clean
+    noisy_once = fitted.evaluate(digits, noise={"image": 1.0, "audio": 1.0})
+    assert noisy_once == fitted.evaluate(digits, noise={"image": 1.0, "audio": 1.0})
+    assert noisy_once != clean
+    assert noisy("text", 1.0)("a red bird") == "zzxq zzxq zzxq"
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        noisy("image", 2.0)

@@ -28,6 +28,7 @@ import yaml
 from polymodal.data import Manifest, MultimodalDataset, SkipReport
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
+from polymodal.data.noise import noisy
 from polymodal.data.schema import Role, Schema
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.registry import build_encoder
@@ -258,16 +259,24 @@ class Predictor:
                                drop_modality=self.drop_modality,
                                fusion_options=self.fusion_options, dropout=self.dropout)
 
-    def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise"
-                 ) -> MultimodalDataset:
-        transforms = {c: e.preprocess for c, e in self._encoders.items()}
+    def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise",
+                 noise: Mapping[str, float] | None = None) -> MultimodalDataset:
+        transforms: dict[str, Callable[[Any], Any]] = {
+            c: e.preprocess for c, e in self._encoders.items()}
+        for key, level in (noise or {}).items():
+            for c in self.columns_:
+                role = m.schema[c].role.value
+                if key in (c, role) and level > 0:
+                    corrupt = noisy(role, level, seed=self.seed)
+                    transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
         return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
                                  on_error=on_error,
                                  label_transform=self._target if with_labels else None)
 
     def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
-                on_error: OnError = "raise") -> torch.utils.data.DataLoader:
-        ds = self._dataset(m, with_labels=with_labels, on_error=on_error)
+                on_error: OnError = "raise", noise: Mapping[str, float] | None = None
+                ) -> torch.utils.data.DataLoader:
+        ds = self._dataset(m, with_labels=with_labels, on_error=on_error, noise=noise)
         sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
         return ds.loader(self.batch_size_, sampler=sampler)
 
@@ -371,13 +380,13 @@ class Predictor:
                                "Predictor.load(path) first")
 
     @torch.no_grad()
-    def _outputs(self, data: Any, *, drop: Sequence[str] = (), embed: bool = False
-                 ) -> tuple[np.ndarray, Manifest]:
+    def _outputs(self, data: Any, *, drop: Sequence[str] = (), embed: bool = False,
+                 noise: Mapping[str, float] | None = None) -> tuple[np.ndarray, Manifest]:
         self._check_fitted()
         m = self._read_for_inference(data)
         self.model_.eval()
         rows: list[np.ndarray] = []
-        for batch in self._loader(m, shuffle=False, with_labels=False):
+        for batch in self._loader(m, shuffle=False, with_labels=False, noise=noise):
             for c in drop:
                 batch.present[c] = torch.zeros_like(batch.present[c])
             out = self.model_.embed(batch) if embed else self.model_(batch)
@@ -425,10 +434,14 @@ class Predictor:
                                axis=1).rename(self.label)
         return proba.idxmax(axis=1).rename(self.label)
 
-    def evaluate(self, data: Any, *, drop: Sequence[str] = ()) -> dict[str, float]:
+    def evaluate(self, data: Any, *, drop: Sequence[str] = (),
+                 noise: Mapping[str, float] | None = None) -> dict[str, float]:
         """Metrics by problem type: accuracy, macro-F1, ROC-AUC, log loss; RMSE, MAE, R2.
-        ``drop`` evaluates as if those columns were absent from every row."""
-        out, m = self._outputs(data, drop=drop)
+
+        ``drop`` evaluates as if those columns were absent from every row; ``noise``
+        corrupts columns or modalities at a level in [0, 1] (see
+        :func:`polymodal.data.noise.noisy`)."""
+        out, m = self._outputs(data, drop=drop, noise=noise)
         keep = [i for i in range(len(m)) if m.label(i) is not None]
         if not keep:
             raise ValueError(f"{m.source}: no row has a label to evaluate against")

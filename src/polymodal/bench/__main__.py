@@ -7,7 +7,14 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from polymodal.bench import audio_features, data_loading, encoders, fusion, training
+from polymodal.bench import (
+    audio_features,
+    data_loading,
+    encoders,
+    fusion,
+    robustness,
+    training,
+)
 from polymodal.bench.report import Section, write_section
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
@@ -17,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "embed-memory": encoders.run_memory,
     "training-overhead": training.run,
     "fusion-accuracy": fusion.run,
+    "robustness": robustness.run,
 }
 
 
