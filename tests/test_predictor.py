@@ -225,3 +225,18 @@ def test_noise_levels_corrupt_inputs_deterministically(fitted, digits):
     assert noisy("text", 1.0)("a red bird") == "zzxq zzxq zzxq"
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         noisy("image", 2.0)
+
+
+def test_frozen_encoders_train_on_cached_features(tmp_path):
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("bright 1 0 0 0\ndark 0 1 0 0\nred 0 0 1 0\n")
+    df = _coloured(tmp_path, n=24)
+    p = Predictor(label="tags", preset="tiny", fusion="concat", max_epochs=2,
+                  path=tmp_path / "run",
+                  encoders={"text": ("word-vectors", {"path": str(vectors)})})
+    p.fit(df, progress=False)
+    entries = list((tmp_path / "run" / "feature-cache").rglob("*.safetensors"))
+    assert len(entries) == 2  # "bright red" and "dark red"
+    assert p.model_.cached == set()  # inference runs the live encoder
+    again = Predictor.load(p.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(again.predict_proba(df), p.predict_proba(df))

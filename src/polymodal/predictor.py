@@ -31,6 +31,7 @@ from polymodal.data.errors import ManifestError, OnError
 from polymodal.data.noise import noisy
 from polymodal.data.schema import Role, Schema
 from polymodal.encoders.base import ModalityEncoder
+from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
 from polymodal.heads import n_outputs
 from polymodal.model import MultimodalModel
@@ -163,6 +164,7 @@ class Predictor:
         self.seed = seed
         self.max_epochs, self.batch_size, self.lr, self.dim = max_epochs, batch_size, lr, dim
         self.cache_dir = cache_dir
+        self._cache_loaders: dict[str, CachedFeatures] = {}
         self.fusion_options = dict(fusion_options or {})
         self.dropout = dropout
         self.unfreeze_after = unfreeze_after
@@ -253,16 +255,17 @@ class Predictor:
         self._encoders = encoders
         self.dim_ = self.dim or preset.dim
 
-    def _make_model(self) -> MultimodalModel:
+    def _make_model(self, cached: set[str] | None = None) -> MultimodalModel:
         return MultimodalModel(self._encoders, self.fusion, self.dim_,
                                n_outputs(self.problem_type_, len(self.classes_)),
-                               drop_modality=self.drop_modality,
+                               cached=cached, drop_modality=self.drop_modality,
                                fusion_options=self.fusion_options, dropout=self.dropout)
 
     def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise",
                  noise: Mapping[str, float] | None = None) -> MultimodalDataset:
         transforms: dict[str, Callable[[Any], Any]] = {
             c: e.preprocess for c, e in self._encoders.items()}
+        loaders = {c: f for c, f in self._cache_loaders.items() if c in self.model_.cached}
         for key, level in (noise or {}).items():
             for c in self.columns_:
                 role = m.schema[c].role.value
@@ -270,7 +273,7 @@ class Predictor:
                     corrupt = noisy(role, level, seed=self.seed)
                     transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
         return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
-                                 on_error=on_error,
+                                 on_error=on_error, cell_loaders=loaders,
                                  label_transform=self._target if with_labels else None)
 
     def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
@@ -333,15 +336,24 @@ class Predictor:
                 enc.fit(m.decode(r, c) for r in range(len(m)))
         m_lab = m.subset([i for i in range(len(m)) if m.label(i) is not None])
         t_lab = tune.subset([i for i in range(len(tune)) if tune.label(i) is not None])
-        self.model_ = self._make_model()
+        self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+        self.run_dir_.mkdir(parents=True, exist_ok=True)
+        # frozen encoders (and never unfrozen): train on their cached outputs
+        frozen = {c for c, e in self._encoders.items()
+                  if not e.trainable and self.unfreeze_after is None}
+        cache_root = Path(self.cache_dir or self.run_dir_ / "feature-cache")
+        self._cache_loaders = {c: CachedFeatures(self._encoders[c], cache_root)
+                               for c in frozen}
+        for c, features in self._cache_loaders.items():
+            for part in (m, tune):
+                features.fill(part, c, batch_size=self.batch_size_, show_progress=progress)
+        self.model_ = self._make_model(cached=frozen)
         weights = None
         if self.class_weights == "balanced" and self.problem_type_ == "multiclass":
             counts = np.bincount([self._target(m_lab.label(i)) for i in range(len(m_lab))],
                                  minlength=len(self.classes_)).astype(float)
             weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
                                    dtype=torch.float32)
-        self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-        self.run_dir_.mkdir(parents=True, exist_ok=True)
         lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
                             class_weights=weights)
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
@@ -362,6 +374,7 @@ class Predictor:
         if best:
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             lit.load_state_dict(state)
+        self.model_.cached = set()  # inference runs the live encoders (noise, new files)
         self.model_.eval()
         self.fit_seconds_ = time.time() - start
         report = SkipReport(m.source)

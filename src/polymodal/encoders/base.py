@@ -118,6 +118,9 @@ class ModalityEncoder(nn.Module):
         h.update(repr(sorted(self.config().items())).encode())
         for name, tensor in sorted(self.state_dict().items()):
             h.update(name.encode())
+            if not isinstance(tensor, torch.Tensor):  # extra state: a vocabulary, say
+                h.update(repr(tensor).encode())
+                continue
             t = tensor.detach().cpu().contiguous().reshape(-1)
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()[:20]

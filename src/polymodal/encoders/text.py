@@ -334,6 +334,8 @@ class PretrainedWordVectorsEncoder(WordEmbeddingEncoder):
             self.embedding.weight[2:] = torch.from_numpy(vectors)
             self.embedding.weight[:2] = 0
         self.embedding.weight.requires_grad_(train)
+        if not train and pooling == "mean":  # nothing left to learn: frozen, cacheable
+            self.freeze()
 
     def config(self) -> dict[str, Any]:
         return {"path": self.path, "limit": self.limit, "pooling": self.pooling,
