@@ -14,6 +14,7 @@ from polymodal.bench import (
     fusion,
     robustness,
     training,
+    tuxpaint,
 )
 from polymodal.bench.report import Section, write_section
 
@@ -25,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "training-overhead": training.run,
     "fusion-accuracy": fusion.run,
     "robustness": robustness.run,
+    "tuxpaint-fusion": tuxpaint.run,
 }
 
 
