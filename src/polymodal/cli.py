@@ -377,11 +377,29 @@ def demo(
                              cache_dir=folder / "feature-cache")
         out.print(f"   {column}: {res.embedded:,} rows -> {res.dim}-d vectors "
                   f"({res.missing:,} rows lack it) in {res.path}")
+    out.print("4. training a fused model (gated fusion of image, audio and record, the "
+              "`fast` preset) and evaluating it on the test split")
+    import logging
+
+    from polymodal.predictor import Predictor
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    model_dir = folder / "av-digits-model"
+    predictor = Predictor(label="label", fusion="gated", preset="fast", max_epochs=12,
+                          drop_modality=0.2, path=folder / "av-digits-run")
+    predictor.fit(m)
+    metrics = predictor.evaluate(test)
+    out.print("   test: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    out.print(predictor.modality_report(test).to_string(index=False))
+    plots = predictor.plot(test, folder / "av-digits-run" / "plots")
+    predictor.save(model_dir)
     out.print(f"\nresults: manifest {path}\n         data card {path.parent / CARD_NAME}\n"
-              f"         embeddings {results}")
+              f"         embeddings {results}\n         model {model_dir}\n"
+              f"         plots {', '.join(str(p) for p in plots)}")
     out.print("next: `polymodal datasets list`, `polymodal datasets make tuxpaint`, "
               "`polymodal validate YOUR_MANIFEST.csv`, `polymodal encoders list`, "
-              "`polymodal embed YOUR_MANIFEST.csv --encoder minilm --out vectors.parquet`")
+              "`polymodal embed YOUR_MANIFEST.csv --encoder minilm --out vectors.parquet`, "
+              f"`polymodal predict {model_dir} YOUR_ROWS.csv --out predictions.csv`")
 
 
 def main() -> None:
