@@ -3,7 +3,6 @@ std over seeds, with train time, peak memory and parameter count per result."""
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polymodal.bench.report import Section
+from polymodal.bench.report import ResultLog, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.fusion import FUSIONS
@@ -37,12 +36,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 1
     if quick:
         seeds, epochs = (0,), 2
         results = results.with_name("fusion-quick.jsonl")
-    results.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if results.exists():
-        for line in results.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["setting"], r["seed"], r["epochs"])] = r
+    done = ResultLog(results, ("setting", "seed", "epochs"))
     test = manifest.split("test")
     for seed in seeds:
         for name, modalities, fusion in settings():
@@ -57,9 +51,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 1
                  "seconds": time.perf_counter() - start,
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                  "parameters": sum(x.numel() for x in p.model_.parameters())}
-            done[(name, seed, epochs)] = r
-            with results.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
+            done.add(r)
     section = Section(
         key="fusion-accuracy", title="av-digits: each modality alone and every fusion",
         command="python -m polymodal.bench --only fusion-accuracy" + (" --quick" if quick

@@ -3,6 +3,7 @@ benchmark run updates its section and leaves the others as they are."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 HEADER = """# Benchmarks
 
@@ -43,6 +45,33 @@ class Section:
             lines += ["", self.notes]
         lines += [f"<!-- /bench:{self.key} -->"]
         return "\n".join(lines)
+
+
+class ResultLog:
+    """Benchmark results kept as JSON lines as they come, keyed by some of their fields,
+    so that an interrupted benchmark resumes where it stopped."""
+
+    def __init__(self, path: Path, key: tuple[str, ...]) -> None:
+        self.path, self.key = path, key
+        self.records: dict[tuple[Any, ...], dict[str, Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            for line in path.read_text().splitlines():
+                self._keep(json.loads(line))
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        self.records[tuple(record[k] for k in self.key)] = record
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self.records
+
+    def __getitem__(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        return self.records[key]
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._keep(record)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
 
 
 def best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:

@@ -5,13 +5,12 @@ to late fusion)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from polymodal.bench.report import Section
+from polymodal.bench.report import ResultLog, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.fusion import FUSIONS
@@ -33,12 +32,8 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
     if quick:
         epochs, results = 1, results.with_name("robustness-quick.jsonl")
         plot = plot.with_name("robustness-quick.png")
-    results.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if results.exists():
-        for line in results.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["fusion"], r["drop_modality"], r["epochs"])] = r
+    log = ResultLog(results, ("fusion", "drop_modality", "epochs"))
+    done = log.records
     test = manifest.split("test")
     for fusion in sorted(FUSIONS):
         for p_drop in (0.0, drop):
@@ -51,9 +46,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
                  "curves": {c: [p.evaluate(test, noise={c: lv})["accuracy"] for lv in LEVELS]
                             for c in COLUMNS},
                  "removed": {c: p.evaluate(test, drop=[c])["accuracy"] for c in COLUMNS}}
-            done[(fusion, p_drop, epochs)] = r
-            with results.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
+            log.add(r)
     section = Section(
         key="robustness", title="av-digits robustness: noise on each modality, each removed",
         command="python -m polymodal.bench --only robustness" + (" --quick" if quick else ""),
