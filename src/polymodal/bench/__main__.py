@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "tuxpaint-fusion": tuxpaint.run,
 }
 
+RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run}
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m polymodal.bench",
@@ -36,9 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized data")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="resumable benchmarks: report the results so far, train nothing")
     args = parser.parse_args(argv)
     for name in args.only or list(BENCHMARKS):
-        section = BENCHMARKS[name](args.quick)
+        if args.report_only and name in RESUMABLE:
+            section = RESUMABLE[name](args.quick, train=False)
+        else:
+            section = BENCHMARKS[name](args.quick)
         path = write_section(section, args.out)
         print(section.render())
         print(f"-> {path}")

@@ -26,7 +26,7 @@ def _area(accuracies: list[float]) -> float:
 
 def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
         results: Path = Path("bench-results/robustness.jsonl"),
-        plot: Path = Path("docs/img/robustness.png")) -> Section:
+        plot: Path = Path("docs/img/robustness.png"), train: bool = True) -> Section:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     manifest = Manifest.read(make_dataset("av-digits", limit=20 if quick else None))
     if quick:
@@ -37,7 +37,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
     test = manifest.split("test")
     for fusion in sorted(FUSIONS):
         for p_drop in (0.0, drop):
-            if (fusion, p_drop, epochs) in done:
+            if (fusion, p_drop, epochs) in done or not train:
                 continue
             p = Predictor(label="label", fusion=fusion, preset="fast", max_epochs=epochs,
                           drop_modality=p_drop, seed=0, path="bench-results/runs/robust")
@@ -65,7 +65,8 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
                              *[f"{a:.3f}" for a in aucs], f"{mean_auc:.3f}",
                              f"{mean_auc - late[p_drop]:+.3f}" if p_drop in late else "",
                              *[f"{r['removed'][c]:.3f}" for c in ("image", "audio", "record")]])
-    _plot(done, epochs, drop, plot)
+    if done:
+        _plot(done, epochs, drop, plot)
     section.notes = (f"`fast` preset, {epochs} epochs, seed 0, test split. Noise levels "
                      f"{LEVELS} (see `polymodal.data.noise.noisy`); AUC is the area under "
                      "accuracy against noise level. Curves: ![robustness](img/"
