@@ -125,8 +125,11 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     monitor = "val_loss" if has_validation else "train_loss"
     callbacks = [
         *(callbacks or []),
+        # one run per folder: best.ckpt and last.ckpt are replaced, never versioned, so
+        # resume=True always finds this run's last checkpoint
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                        mode="min", save_last=True, save_top_k=1),
+                        mode="min", save_last=True, save_top_k=1,
+                        enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if patience is not None and has_validation:
