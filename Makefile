@@ -9,7 +9,7 @@ SYS_PACKAGES := espeak-ng tuxpaint-stamps-default dataset-fashion-mnist libcairo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all bench lint format sysdeps venv lock clean
+.PHONY: demo test test-all bench bench-quick lint format sysdeps venv lock clean
 
 demo: $(STAMP) sysdeps ## create .venv, install, run the main job on bundled data
 	$(VENV)/bin/polymodal demo
@@ -20,8 +20,11 @@ test: $(STAMP) sysdeps ## create .venv if needed, run the default (fast) test su
 test-all: $(STAMP) sysdeps ## every test, the slow ones too
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) sysdeps ## run the benchmarks; writes docs/benchmarks.md
+bench: $(STAMP) sysdeps ## run every benchmark in full (hours on 2 CPUs); writes docs/benchmarks.md
 	$(PY) -m polymodal.bench
+
+bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a scratch report
+	$(PY) -m polymodal.bench --quick --out bench-results/quick-report.md
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests
