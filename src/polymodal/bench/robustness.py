@@ -31,7 +31,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
     manifest = Manifest.read(make_dataset("av-digits", limit=20 if quick else None))
     if quick:
         epochs, results = 1, results.with_name("robustness-quick.jsonl")
-        plot = plot.with_name("robustness-quick.png")
+        plot = results.parent / "robustness-quick.png"  # not into the docs
     log = ResultLog(results, ("fusion", "drop_modality", "epochs"))
     done = log.records
     test = manifest.split("test")
