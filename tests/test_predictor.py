@@ -242,3 +242,16 @@ def test_frozen_encoders_train_on_cached_features(tmp_path):
     assert p.model_.cached == set()  # inference runs the live encoder
     again = Predictor.load(p.save(tmp_path / "model"))
     pd.testing.assert_frame_equal(again.predict_proba(df), p.predict_proba(df))
+
+
+def test_balanced_class_weights_on_imbalanced_labels(tmp_path):
+    df = _coloured(tmp_path, n=24)
+    df["kind"] = ["rare"] * 3 + ["common"] * 21
+    p = Predictor(label="kind", preset="tiny", fusion="concat", max_epochs=1,
+                  class_weights="balanced", path=tmp_path / "run",
+                  modalities=["image"])
+    rows = df.drop(columns=["tags", "value"])
+    p.fit(rows, tuning=rows, progress=False)  # every row trains
+    assert p.problem_type_ == "binary" and "accuracy" in p.evaluate(df)
+    # classes sort as ["common", "rare"]: the positive class "rare" weighs 21 / 3
+    assert p.class_weights_.tolist() == [7.0]

@@ -349,11 +349,16 @@ class Predictor:
                 features.fill(part, c, batch_size=self.batch_size_, show_progress=progress)
         self.model_ = self._make_model(cached=frozen)
         weights = None
-        if self.class_weights == "balanced" and self.problem_type_ == "multiclass":
+        if self.class_weights == "balanced" and self.problem_type_ in ("multiclass",
+                                                                      "binary"):
             counts = np.bincount([self._target(m_lab.label(i)) for i in range(len(m_lab))],
                                  minlength=len(self.classes_)).astype(float)
-            weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
-                                   dtype=torch.float32)
+            if self.problem_type_ == "binary":  # BCE's weight of the positive class
+                weights = torch.tensor([counts[0] / max(counts[1], 1.0)], dtype=torch.float32)
+            else:
+                weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
+                                       dtype=torch.float32)
+        self.class_weights_ = weights
         lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
                             class_weights=weights)
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
