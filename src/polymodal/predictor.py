@@ -332,7 +332,7 @@ class Predictor:
         self._build(m, self.columns_)
         self.roles_ = m.schema.to_dict()
         for c, enc in self._encoders.items():  # vocabularies from the training rows
-            if type(enc).fit is not ModalityEncoder.fit:
+            if not enc.is_fitted:
                 enc.fit(m.decode(r, c) for r in range(len(m)))
         m_lab = m.subset([i for i in range(len(m)) if m.label(i) is not None])
         t_lab = tune.subset([i for i in range(len(tune)) if tune.label(i) is not None])

@@ -139,7 +139,8 @@ class MultimodalDataset(Dataset):
         self.roles = {c: available[c] for c in self.columns}
         self.transforms = dict(transforms or {})
         self.image_size = image_size
-        self.label_map = dict(label_map) if label_map is not None else None
+        if label_transform is None and label_map is not None:
+            label_transform = dict(label_map).__getitem__
         self.options = options or DecodeOptions()
         self.on_error = on_error
         self.require = set(require)
@@ -163,12 +164,10 @@ class MultimodalDataset(Dataset):
 
     def _label(self, index: int) -> Any:
         label = self.manifest.label(index)
-        if label is None or (self.label_map is None and self.label_transform is None):
+        if label is None or self.label_transform is None:
             return label
         try:
-            if self.label_transform is not None:
-                return self.label_transform(label)
-            return self.label_map[label]  # type: ignore[index]
+            return self.label_transform(label)
         except (KeyError, ValueError):
             raise MediaError(f"label {label!r} is not one of the known classes",
                              kind="bad_label",

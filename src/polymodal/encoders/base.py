@@ -75,6 +75,11 @@ class ModalityEncoder(nn.Module):
         vocabulary, TF-IDF weights). Empty cells (None) are skipped. Default: nothing."""
         return self
 
+    @property
+    def is_fitted(self) -> bool:
+        """False while ``fit`` still has to learn something (a vocabulary)."""
+        return True
+
     def preprocess(self, value: Any) -> Any:
         """One decoded cell to the features ``forward`` takes (CPU, picklable)."""
         return value

@@ -57,8 +57,7 @@ def pick_column(manifest: Manifest, modality: str, column: str | None) -> str:
 def fit_if_needed(encoder: ModalityEncoder, manifest: Manifest, column: str) -> None:
     """Fit a vocabulary-type encoder on the column's training rows (all rows without a
     split column)."""
-    needs = getattr(encoder, "vectorizer_", 1) is None or getattr(encoder, "vocab_", 1) is None
-    if not needs:
+    if encoder.is_fitted:
         return
     train = manifest.split("train") if manifest.schema.split else manifest
     encoder.fit(train.decode(r, column) for r in range(len(train)))

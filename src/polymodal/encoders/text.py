@@ -62,6 +62,10 @@ class BagOfWordsEncoder(ModalityEncoder):
         return {"tfidf": self.tfidf, "max_features": self.max_features,
                 "ngram_range": list(self.ngram_range), "min_df": self.min_df}
 
+    @property
+    def is_fitted(self) -> bool:
+        return self.vectorizer_ is not None
+
     def fit(self, values: Iterable[Any]) -> BagOfWordsEncoder:
         from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
@@ -228,6 +232,10 @@ class WordEmbeddingEncoder(ModalityEncoder):
         return {"dim": self.dim, "pooling": self.pooling, "max_vocab": self.max_vocab,
                 "min_freq": self.min_freq, "max_length": self.max_length,
                 "layers": self.layers, "heads": self.heads, "dropout": self.dropout}
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.vocab_ is not None
 
     def fit(self, values: Iterable[Any]) -> WordEmbeddingEncoder:
         texts = _texts(values)
