@@ -215,9 +215,6 @@ class HFAudioEncoder(ModalityEncoder):
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return Encoded(tokens, mask, masked_mean(tokens, mask))
 
-    def train(self, mode: bool = True) -> HFAudioEncoder:
-        super().train(mode and self.trainable)
-        return self
 
 
 def whisper_path() -> str:

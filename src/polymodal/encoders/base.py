@@ -96,6 +96,11 @@ class ModalityEncoder(nn.Module):
         self.eval()
         return self
 
+    def train(self, mode: bool = True) -> ModalityEncoder:
+        """A frozen encoder stays in eval mode (no dropout, fixed BatchNorm statistics)
+        even when the model around it trains."""
+        return super().train(mode and self.trainable)
+
     def unfreeze(self) -> ModalityEncoder:
         self.trainable = True
         for p in self.parameters():

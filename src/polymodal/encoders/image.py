@@ -163,9 +163,6 @@ class EfficientNetLite0Encoder(ModalityEncoder):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
         return _grid_tokens(self.net.forward_features(inputs))
 
-    def train(self, mode: bool = True) -> EfficientNetLite0Encoder:
-        super().train(mode and self.trainable)
-        return self
 
 
 @register_encoder("hf-vision", modality="image", pretrained=True, offline=lambda: False,
@@ -226,6 +223,3 @@ class HFVisionEncoder(ModalityEncoder):
         pooled = pooled.flatten(1)
         return Encoded(tokens, mask, pooled)
 
-    def train(self, mode: bool = True) -> HFVisionEncoder:
-        super().train(mode and self.trainable)
-        return self

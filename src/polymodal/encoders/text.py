@@ -422,9 +422,6 @@ class HFTextEncoder(ModalityEncoder):
             pooled = nn.functional.normalize(pooled, dim=-1)
         return Encoded(tokens, mask, pooled)
 
-    def train(self, mode: bool = True) -> HFTextEncoder:
-        super().train(mode and self.trainable)  # a frozen model stays in eval (no dropout)
-        return self
 
 
 register_encoder("hf-text", modality="text", pretrained=True, offline=lambda: False,
