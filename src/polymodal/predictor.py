@@ -16,7 +16,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,64 +28,18 @@ from polymodal.data import Manifest, MultimodalDataset, SkipReport
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
 from polymodal.data.noise import noisy
-from polymodal.data.schema import Role, Schema
+from polymodal.data.schema import Schema
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
 from polymodal.heads import n_outputs
 from polymodal.model import MultimodalModel
+from polymodal.presets import Preset, encoder_spec, resolve_preset
 from polymodal.progress import console
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "encoder_state.json"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Defaults a preset gives: an encoder per modality, sizes, epochs."""
-
-    encoders: dict[str, tuple[str, dict[str, Any]]]
-    dim: int = 128
-    max_epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
-    patience: int = 6
-
-
-PRESETS: dict[str, Callable[[], Preset]] = {}
-
-
-def register_preset(name: str) -> Callable[[Callable[[], Preset]], Callable[[], Preset]]:
-    def wrap(fn: Callable[[], Preset]) -> Callable[[], Preset]:
-        PRESETS[name] = fn
-        return fn
-    return wrap
-
-
-@register_preset("fast")
-def fast_preset() -> Preset:
-    """Small encoders trained from scratch: minutes on a CPU."""
-    return Preset({"image": ("cnn", {"image_size": 32, "dim": 64}),
-                   "audio": ("mfcc-cnn", {"dim": 64}),
-                   "text": ("word-mean", {"dim": 64})}, dim=64, max_epochs=30)
-
-
-@register_preset("tiny")
-def tiny_preset() -> Preset:
-    """The smallest models, for tests and smoke runs."""
-    return Preset({"image": ("cnn", {"image_size": 16, "dim": 16, "channels": 8}),
-                   "audio": ("mfcc-cnn", {"dim": 16, "channels": 8}),
-                   "text": ("word-mean", {"dim": 16})}, dim=16, max_epochs=3, batch_size=16,
-                  patience=3)
-
-
-@register_preset("pretrained")
-def pretrained_preset() -> Preset:
-    """Frozen offline pretrained towers (EfficientNet-Lite0, MiniLM) with cached
-    features, and a trained audio CNN."""
-    return Preset({"image": ("efficientnet-lite0", {}), "audio": ("mfcc-cnn", {"dim": 128}),
-                   "text": ("minilm", {})}, dim=128, max_epochs=30)
 
 
 def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
@@ -171,11 +124,7 @@ class Predictor:
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
-        try:
-            return PRESETS[self.preset]()
-        except KeyError:
-            raise ValueError(f"unknown preset {self.preset!r}; presets: {sorted(PRESETS)}"
-                             ) from None
+        return resolve_preset(self.preset)
 
     def _read(self, data: Any) -> Manifest:
         if isinstance(data, Manifest):
@@ -207,13 +156,6 @@ class Predictor:
                 raise ValueError(f"column {c!r} is empty in every row; drop it with "
                                  f"modalities=[...] or roles={{{c!r}: 'ignore'}}")
         return sorted(cols)
-
-    def _encoder_spec(self, column: str, role: Role, preset: Preset
-                      ) -> tuple[str, dict[str, Any]]:
-        spec = self.encoders.get(column, self.encoders.get(role.value))
-        if spec is None:
-            return preset.encoders[role.value]
-        return (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
 
     # -- labels -------------------------------------------------------------------
     def _infer_problem(self, y: pd.Series) -> str:
@@ -249,7 +191,7 @@ class Predictor:
         self.encoder_specs_: dict[str, tuple[str, dict[str, Any]]] = {}
         encoders: dict[str, ModalityEncoder] = {}
         for c in columns:
-            name, options = self._encoder_spec(c, m.modality_columns[c], preset)
+            name, options = encoder_spec(self.encoders, c, m.modality_columns[c], preset)
             encoders[c] = build_encoder(name, **options)
             self.encoder_specs_[c] = (name, options)
         self._encoders = encoders

@@ -37,10 +37,14 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI-sized data")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the report (default docs/benchmarks.md; with --quick, "
+                             "bench-results/quick-report.md, never the docs)")
     parser.add_argument("--report-only", action="store_true",
                         help="resumable benchmarks: report the results so far, train nothing")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("bench-results/quick-report.md" if args.quick else "docs/benchmarks.md")
     for name in args.only or list(BENCHMARKS):
         if args.report_only and name in RESUMABLE:
             section = RESUMABLE[name](args.quick, train=False)

@@ -110,3 +110,43 @@ def write_section(section: Section, path: Path = Path("docs/benchmarks.md")) -> 
         text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs, sampled every
+    ``interval`` seconds from /proc (Linux); ``peak_mb`` and ``growth_mb`` (over the
+    resident size at entry) after the block. Elsewhere, the process high-water mark."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_mb = self.growth_mb = 0.0
+
+    @staticmethod
+    def _rss_mb() -> float:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+
+        self._start = self.peak_mb = self._rss_mb()
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval):
+                self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+        self.growth_mb = self.peak_mb - self._start

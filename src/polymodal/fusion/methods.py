@@ -91,6 +91,10 @@ class AttentionFusion(Fusion):
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, batch_first=True,
                                            norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # Encoders trained from scratch emit tokens of very different scales; one norm per
+        # column puts them on a footing before they meet, and pre-LN needs a final norm.
+        self.token_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in self.columns)
+        self.final_norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, self.out_dim)
 
     def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
@@ -99,12 +103,13 @@ class AttentionFusion(Fusion):
         for i, c in enumerate(self.columns):
             e = encoded[c]
             t, m = e.tokens[:, : self.max_tokens], e.mask[:, : self.max_tokens]
-            tokens.append(t + self.column_embedding[i])
+            tokens.append(self.token_norms[i](t) + self.column_embedding[i])
             masks.append(m & present[c].to(m.device).unsqueeze(1))
         batch = tokens[0].shape[0]
         x = torch.cat([self.cls.expand(batch, -1, -1), *tokens], dim=1)
         keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=x.device), *masks], 1)
-        return self.out(self.transformer(x, src_key_padding_mask=~keep)[:, 0])
+        fused = self.transformer(x, src_key_padding_mask=~keep)[:, 0]
+        return self.out(self.final_norm(fused))
 
 
 def _with_one(x: torch.Tensor) -> torch.Tensor:

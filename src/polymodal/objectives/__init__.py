@@ -1,9 +1,20 @@
-"""Losses, as functions of (outputs, targets) for each problem type."""
+"""Losses: supervised ones as functions of (outputs, targets) for each problem type, and
+contrastive InfoNCE across modality pairs (:mod:`polymodal.objectives.contrastive`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from polymodal.objectives.contrastive import (
+    ContrastiveLoss,
+    NegativeQueue,
+    gather_with_grad,
+    info_nce,
+)
+
+__all__ = ["ContrastiveLoss", "NegativeQueue", "gather_with_grad", "info_nce",
+           "supervised_loss"]
 
 
 def supervised_loss(problem_type: str, outputs: torch.Tensor, targets: torch.Tensor,
