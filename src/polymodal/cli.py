@@ -228,17 +228,26 @@ def embed_cmd(
         out.print(f"skipped rows and reasons: {result.skip_report}")
 
 
-TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error"}
+TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "init_from"}
+PRETRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error"}
 
 
-def load_train_config(config: Path | None, overrides: dict[str, object]) -> dict[str, object]:
-    """A training config from YAML and KEY=VALUE overrides; unknown keys are refused."""
+def load_train_config(config: Path | None, overrides: dict[str, object], *,
+                      target: type | None = None, fit_keys: set[str] = TRAIN_KEYS,
+                      required: tuple[str, ...] = ("train", "label")) -> dict[str, object]:
+    """A training config from YAML and KEY=VALUE overrides; unknown keys are refused.
+
+    ``target`` is the class the settings construct (default: Predictor); ``fit_keys``
+    are the settings that go to ``fit`` instead.
+    """
     import inspect
 
     import yaml
 
-    from polymodal.predictor import Predictor
+    if target is None:
+        from polymodal.predictor import Predictor
 
+        target = Predictor
     settings: dict[str, object] = {}
     if config is not None:
         loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
@@ -246,11 +255,11 @@ def load_train_config(config: Path | None, overrides: dict[str, object]) -> dict
             raise ValueError(f"{config}: a training config is a mapping of settings")
         settings.update(loaded)
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    valid = set(inspect.signature(Predictor).parameters) | TRAIN_KEYS
+    valid = set(inspect.signature(target).parameters) | fit_keys
     unknown = sorted(set(settings) - valid)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(valid)}")
-    for key in ("train", "label"):
+    for key in required:
         if key not in settings:
             raise ValueError(f"the config needs {key!r} (or pass --{key})")
     return settings
@@ -265,6 +274,11 @@ def train_cmd(
     fusion: Annotated[str | None, typer.Option(help="fusion method")] = None,
     preset: Annotated[str | None, typer.Option(help="fast, tiny or pretrained")] = None,
     save: Annotated[str | None, typer.Option("--out", help="where to save the model")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="start the encoders from a pretrained checkpoint (polymodal pretrain)")] = None,
+    freeze_encoders: Annotated[bool | None, typer.Option(
+        "--freeze-encoders", help="keep the encoders fixed (probe pretrained features)")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="any Predictor setting KEY=VALUE (repeatable)")] = None,
 ) -> None:
@@ -275,7 +289,8 @@ def train_cmd(
     try:
         settings = load_train_config(config, {
             "train": train, "label": label, "tuning": tuning, "fusion": fusion,
-            "preset": preset, "save": save, **_parse_options(set_)})
+            "preset": preset, "save": save, "init_from": init_from,
+            "freeze_encoders": freeze_encoders, **_parse_options(set_)})
         fit_args = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
         save_to = Path(str(fit_args.pop("save", None) or "model"))
         predictor = Predictor(**settings)  # type: ignore[arg-type]
@@ -347,6 +362,96 @@ def predict_cmd(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_file, index=False)
     out.print(f"{len(frame):,} predictions -> {out_file}")
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    config: Annotated[Path | None, typer.Argument(help="a YAML pretraining config")] = None,
+    train: Annotated[str | None, typer.Option(help="manifest of unlabelled rows")] = None,
+    tuning: Annotated[str | None, typer.Option(help="held-out rows")] = None,
+    preset: Annotated[str | None, typer.Option(help="fast, tiny or pretrained")] = None,
+    save: Annotated[str | None, typer.Option("--out", help="where to save it")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="any Pretrainer setting KEY=VALUE (repeatable)")] = None,
+) -> None:
+    """Contrastive pretraining (InfoNCE across modality pairs) on rows without labels;
+    fine-tune from the result with `polymodal train --init-from`."""
+    from polymodal.data import MediaError
+    from polymodal.pretraining import Pretrainer
+
+    try:
+        settings = load_train_config(config, {
+            "train": train, "tuning": tuning, "preset": preset, "save": save,
+            **_parse_options(set_)}, target=Pretrainer, fit_keys=PRETRAIN_KEYS,
+            required=("train",))
+        fit_args = {k: settings.pop(k) for k in list(settings) if k in PRETRAIN_KEYS}
+        save_to = Path(str(fit_args.pop("save", None) or "pretrained"))
+        pre = Pretrainer(**settings)  # type: ignore[arg-type]
+        pre.fit(fit_args.pop("train"), fit_args.pop("tuning", None), **fit_args)
+    except MediaError as exc:
+        out.print(f"[red]bad row:[/] {exc}\n(on_error: skip goes on and reports such rows)")
+        raise typer.Exit(1) from None
+    except (ManifestError, KeyError, ValueError, TypeError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    pre.save(save_to)
+    out.print(f"pretrained in {pre.fit_seconds_:.0f}s on pairs {pre.pair_rows_}; saved to "
+              f"{save_to}; run folder {pre.run_dir_}")
+
+
+@app.command("evaluate-retrieval")
+def evaluate_retrieval_cmd(
+    model: Annotated[Path, typer.Argument(help="a pretrained checkpoint folder")],
+    manifest: Annotated[Path, typer.Argument(help="held-out rows holding pairs")],
+    direction: Annotated[list[str] | None, typer.Option(
+        help="QUERY:GALLERY columns, e.g. caption:image (repeatable; default all)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Recall@1/5/10, median rank and mAP of cross-modal retrieval in each direction."""
+    from polymodal.pretraining import Pretrainer
+
+    try:
+        pre = Pretrainer.load(model)
+        pairs = [tuple(d.split(":", 1)) for d in direction or []]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("--direction takes QUERY:GALLERY, e.g. caption:image")
+        table = pre.evaluate_retrieval(manifest, pairs or None)  # type: ignore[arg-type]
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        out.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@app.command("zero-shot")
+def zero_shot_cmd(
+    model: Annotated[Path, typer.Argument(help="a pretrained checkpoint folder")],
+    manifest: Annotated[Path, typer.Argument(help="rows to classify")],
+    column: Annotated[str, typer.Option(help="the column to classify (image, audio)")],
+    classes: Annotated[str, typer.Option(help="class names, comma-separated")],
+    label: Annotated[str | None, typer.Option(help="report accuracy against it")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV of predictions")] = None,
+) -> None:
+    """Classify rows by the similarity of COLUMN to the class names: no labels."""
+    from polymodal.pretraining import Pretrainer
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    try:
+        pre = Pretrainer.load(model)
+        pred = pre.zero_shot(manifest, column, names)
+        metrics = pre.evaluate_zero_shot(manifest, column, label, names) if label else None
+    except (ManifestError, ValueError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        pred.rename_axis("id").reset_index().to_csv(out_file, index=False)
+        out.print(f"{len(pred):,} predictions -> {out_file}")
+    if metrics is not None:
+        out.print(f"zero-shot accuracy {metrics['accuracy']:.3f} (chance "
+                  f"{metrics['chance']:.3f}) on {metrics['rows']:.0f} rows")
 
 
 @app.command("demo")

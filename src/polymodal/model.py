@@ -67,7 +67,7 @@ class MultimodalModel(nn.Module):
         encoded, present = {}, {}
         for c in self.columns:
             inputs, lengths = batch.inputs[c], batch.lengths.get(c)
-            if not isinstance(inputs, torch.Tensor):  # no row of the batch has this column
+            if not bool(batch.present[c].any()):  # no row of the batch has this column
                 encoded[c], present[c] = self._absent(c, len(batch))
                 continue
             if c in self.cached:

@@ -12,7 +12,6 @@ predicts exactly as before, with no code of the caller's.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from polymodal.checkpoint import build_encoders, load_weights, read_checkpoint, write_checkpoint
 from polymodal.data import Manifest, MultimodalDataset, SkipReport
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
@@ -36,10 +35,6 @@ from polymodal.heads import n_outputs
 from polymodal.model import MultimodalModel
 from polymodal.presets import Preset, encoder_spec, resolve_preset
 from polymodal.progress import console
-
-CONFIG_NAME = "config.yaml"
-WEIGHTS_NAME = "model.safetensors"
-STATE_NAME = "encoder_state.json"
 
 
 def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
@@ -92,6 +87,8 @@ class Predictor:
         dropout: dropout in the projections, the fusion MLPs and the head.
         unfreeze_after: train frozen pretrained encoders too from this epoch on (at a
             tenth of the learning rate); None keeps them frozen.
+        freeze_encoders: keep every encoder fixed and train only the projections,
+            fusion and head (a probe of pretrained features: ``fit(init_from=...)``).
         cache_dir: where frozen encoders cache their outputs (default: the run folder).
     """
 
@@ -104,7 +101,7 @@ class Predictor:
                  lr: float | None = None, dim: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
                  fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
-                 unfreeze_after: int | None = None) -> None:
+                 unfreeze_after: int | None = None, freeze_encoders: bool = False) -> None:
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -121,6 +118,7 @@ class Predictor:
         self.fusion_options = dict(fusion_options or {})
         self.dropout = dropout
         self.unfreeze_after = unfreeze_after
+        self.freeze_encoders = freeze_encoders
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
@@ -186,14 +184,23 @@ class Predictor:
         return self.class_index_[str(value)]
 
     # -- building -----------------------------------------------------------------
-    def _build(self, m: Manifest, columns: list[str]) -> None:
+    def _build(self, m: Manifest, columns: list[str],
+               init_from: str | os.PathLike[str] | None = None) -> None:
         preset = self._preset()
         self.encoder_specs_: dict[str, tuple[str, dict[str, Any]]] = {}
         encoders: dict[str, ModalityEncoder] = {}
+        if init_from is not None:
+            from polymodal.pretraining import pretrained_encoders
+
+            encoders, self.encoder_specs_ = pretrained_encoders(
+                init_from, columns, m.modality_columns, self.encoders)
         for c in columns:
-            name, options = encoder_spec(self.encoders, c, m.modality_columns[c], preset)
-            encoders[c] = build_encoder(name, **options)
-            self.encoder_specs_[c] = (name, options)
+            if c not in encoders:
+                name, options = encoder_spec(self.encoders, c, m.modality_columns[c], preset)
+                encoders[c] = build_encoder(name, **options)
+                self.encoder_specs_[c] = (name, options)
+            if self.freeze_encoders:
+                encoders[c].freeze()
         self._encoders = encoders
         self.dim_ = self.dim or preset.dim
 
@@ -229,13 +236,16 @@ class Predictor:
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1,
             progress: bool = True, callbacks: list[Any] | None = None,
-            resume: bool = False) -> Predictor:
+            resume: bool = False, init_from: str | os.PathLike[str] | None = None
+            ) -> Predictor:
         """Train on ``train`` (a manifest path, DataFrame or Manifest).
 
         Without ``tuning``, a manifest with a split column trains on "train" and tunes
         on "val"; otherwise 10% of the rows (seeded) are held out. ``callbacks`` are
         extra Lightning callbacks. ``resume=True`` continues an interrupted run in the
         same ``path`` from its last checkpoint (same settings, same batches).
+        ``init_from`` starts the encoders from a saved Pretrainer (or Predictor): their
+        weights and vocabularies; with ``freeze_encoders=True`` they stay fixed.
         """
         import lightning as L
 
@@ -271,7 +281,8 @@ class Predictor:
         preset = self._preset()
         self.batch_size_ = self.batch_size or preset.batch_size
         L.seed_everything(self.seed, workers=True, verbose=False)
-        self._build(m, self.columns_)
+        self._build(m, self.columns_, init_from)
+        self.init_from_ = str(init_from) if init_from is not None else None
         self.roles_ = m.schema.to_dict()
         for c, enc in self._encoders.items():  # vocabularies from the training rows
             if not enc.is_fitted:
@@ -484,19 +495,7 @@ class Predictor:
         Frozen pretrained encoders are not copied: they load from their package or
         name again.
         """
-        from safetensors.torch import save_file
-
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()
-                 if isinstance(v, torch.Tensor) and not _is_frozen_pretrained(self.model_, k)}
-        extra = {k: v for k, v in self.model_.state_dict().items()
-                 if not isinstance(v, torch.Tensor)}
-        tmp = path / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp))
-        tmp.replace(path / WEIGHTS_NAME)
-        (path / STATE_NAME).write_text(json.dumps(extra))
         config = {
             "polymodal": 1, "label": self.label, "problem_type": self.problem_type_,
             "classes": self.classes_, "columns": self.columns_, "roles": self.roles_,
@@ -505,9 +504,9 @@ class Predictor:
             "dropout": self.dropout,
             "encoders": {c: {"name": n, "options": o} for c, (n, o) in self.encoder_specs_.items()},
             "preset": self.preset, "seed": self.seed,
+            "init_from": getattr(self, "init_from_", None),
         }
-        (path / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
+        return write_checkpoint(path, self.model_, config)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -516,18 +515,11 @@ class Predictor:
         Raises:
             ValueError: a missing, truncated or tampered file, named.
         """
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        for name in (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME):
-            if not (path / name).exists():
-                raise ValueError(f"{path}: not a saved Predictor ({name} is missing)")
-        try:
-            config = yaml.safe_load((path / CONFIG_NAME).read_text())
-            state = load_file(str(path / WEIGHTS_NAME))
-            extra = json.loads((path / STATE_NAME).read_text())
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read the saved model ({exc})") from None
+        config, state, extra = read_checkpoint(path, "saved Predictor")
+        if "label" not in config:
+            raise ValueError(f"{path}: not a saved Predictor (a pretrained checkpoint? "
+                             "load it with Pretrainer.load, or fine-tune from it with "
+                             "fit(..., init_from=path))")
         p = cls(label=config["label"], problem_type=config["problem_type"],
                 fusion=config["fusion"], preset=config["preset"], seed=config["seed"],
                 drop_modality=config["drop_modality"], dim=config["dim"],
@@ -540,23 +532,8 @@ class Predictor:
         p.dim_ = config["dim"]
         p.batch_size_ = config["batch_size"]
         p.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in config["encoders"].items()}
-        p._encoders = {c: build_encoder(n, **o) for c, (n, o) in p.encoder_specs_.items()}
-        for key, value in extra.items():  # vocabularies before the weights that need them
-            column = key.split(".")[1]
-            p._encoders[column.replace("\u2024", ".")].set_extra_state(value)
+        p._encoders = build_encoders(p.encoder_specs_, extra)
         p.model_ = p._make_model()
-        missing, unexpected = p.model_.load_state_dict({**state, **extra}, strict=False)
-        missing = [k for k in missing if not _is_frozen_pretrained(p.model_, k)]
-        if missing or unexpected:
-            raise ValueError(f"{path}: the weights do not fit the model "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        load_weights(p.model_, state, extra, path)
         p.model_.eval()
         return p
-
-
-def _is_frozen_pretrained(model: MultimodalModel, key: str) -> bool:
-    parts = key.split(".")
-    if parts[0] != "encoders":
-        return False
-    enc = model.encoders[parts[1]]
-    return bool(enc.pretrained and not enc.trainable)

@@ -78,7 +78,10 @@ class FeatureCache:
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"tokens": tokens.contiguous(), "pooled": pooled.contiguous()}, tmp)
+        # clones: an encoder whose pooled vector is a view of its tokens (one token)
+        # hands over shared storage, which safetensors refuses
+        save_file({"tokens": tokens.clone().contiguous(), "pooled": pooled.clone().contiguous()},
+                  tmp)
         tmp.replace(path)
 
 

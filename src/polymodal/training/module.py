@@ -17,6 +17,24 @@ from polymodal.model import MultimodalModel
 from polymodal.objectives import supervised_loss
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
+                  warmup_fraction: float = 0.05) -> dict[str, Any]:
+    """Lightning's optimizer config: linear warm-up over ``warmup_fraction`` of the
+    steps, then cosine decay to zero, stepped every batch."""
+    total = max(1, total_steps)
+    warmup = max(1, int(warmup_fraction * total))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return {"optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
 class LitMultimodal(L.LightningModule):
     """Supervised training of a :class:`MultimodalModel`.
 
@@ -67,18 +85,8 @@ class LitMultimodal(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, int(self.warmup_fraction * total))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return warmup_cosine(optimizer, int(self.trainer.estimated_stepping_batches),
+                             self.warmup_fraction)
 
 
 class UnfreezeEncoders(L.Callback):

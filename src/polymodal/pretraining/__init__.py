@@ -1,0 +1,9 @@
+"""Self-supervised multimodal pretraining (contrastive InfoNCE across modality pairs),
+then what the shared space gives: fine-tuning, retrieval and zero-shot."""
+
+from polymodal.pretraining.model import ContrastiveModel, EmbeddingHead
+from polymodal.pretraining.pretrainer import Pretrainer, pretrained_encoders
+from polymodal.pretraining.retrieval import chance_metrics, co_occurrence, retrieval_metrics
+
+__all__ = ["ContrastiveModel", "EmbeddingHead", "Pretrainer", "chance_metrics",
+           "co_occurrence", "pretrained_encoders", "retrieval_metrics"]
