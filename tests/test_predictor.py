@@ -60,7 +60,7 @@ def test_saved_model_predicts_exactly_as_before(fitted, digits, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict_proba(digits), fitted.predict_proba(digits))
     weights = tmp_path / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated by a crash, say
-    with pytest.raises(ValueError, match="cannot read the saved model"):
+    with pytest.raises(ValueError, match="cannot read the saved Predictor"):
         Predictor.load(tmp_path / "model")
     with pytest.raises(ValueError, match="not a saved Predictor"):
         Predictor.load(tmp_path)

@@ -12,6 +12,7 @@ from polymodal.bench import (
     data_loading,
     encoders,
     fusion,
+    pretraining,
     robustness,
     training,
     tuxpaint,
@@ -27,9 +28,14 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "fusion-accuracy": fusion.run,
     "robustness": robustness.run,
     "tuxpaint-fusion": tuxpaint.run,
+    "pretrain-retrieval": pretraining.retrieval,
+    "label-efficiency": pretraining.label_efficiency,
+    "pretrain-throughput": pretraining.throughput,
 }
 
-RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run}
+RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,
+             "pretrain-retrieval": pretraining.retrieval,
+             "label-efficiency": pretraining.label_efficiency}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,6 +58,7 @@ class Pretrainer:
         seed: the seed of the run.
         path: the run folder (checkpoints, logs); default ``runs/pretrain-<time>``.
         patience: early stopping on the validation loss.
+        cache_dir: where locked towers cache their outputs (default: the run folder).
     """
 
     def __init__(self, modalities: Sequence[str] | None = None,
@@ -67,7 +68,8 @@ class Pretrainer:
                  learn_temperature: bool = True, queue_size: int = 0,
                  freeze: Sequence[str] = (), max_epochs: int | None = None,
                  batch_size: int | None = None, lr: float | None = None, seed: int = 0,
-                 path: str | os.PathLike[str] | None = None, patience: int = 5) -> None:
+                 path: str | os.PathLike[str] | None = None, patience: int = 5,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.modalities = list(modalities) if modalities is not None else None
         self.encoders = dict(encoders or {})
         self.preset = preset
@@ -82,6 +84,7 @@ class Pretrainer:
         self.seed = seed
         self.path = path
         self.patience = patience
+        self.cache_dir = cache_dir
 
     # -- checks -------------------------------------------------------------------
     def _columns(self, m: Manifest) -> list[str]:
@@ -176,8 +179,8 @@ class Pretrainer:
         self.run_dir_ = Path(self.path or Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S"))
         self.run_dir_.mkdir(parents=True, exist_ok=True)
         frozen = {c for c, e in self._encoders.items() if not e.trainable}
-        self._cache_loaders = {c: CachedFeatures(self._encoders[c],
-                                                 self.run_dir_ / "feature-cache")
+        cache_root = Path(self.cache_dir or self.run_dir_ / "feature-cache")
+        self._cache_loaders = {c: CachedFeatures(self._encoders[c], cache_root)
                                for c in frozen}
         for c, features in self._cache_loaders.items():
             for part in (m, tune):
