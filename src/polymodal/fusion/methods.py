@@ -109,7 +109,12 @@ class AttentionFusion(Fusion):
         x = torch.cat([self.cls.expand(batch, -1, -1), *tokens], dim=1)
         keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=x.device), *masks], 1)
         fused = self.transformer(x, src_key_padding_mask=~keep)[:, 0]
-        return self.out(self.final_norm(fused))
+        # a residual path from the present columns' pooled vectors: the fusion token
+        # starts from a useful summary instead of diluted attention over many tokens
+        pooled = torch.stack([encoded[c].pooled for c in self.columns], 1)
+        weight = torch.stack([present[c].to(pooled.device) for c in self.columns], 1).float()
+        summary = (pooled * weight.unsqueeze(-1)).sum(1) / weight.sum(1, keepdim=True).clamp(min=1)
+        return self.out(self.final_norm(fused + summary))
 
 
 def _with_one(x: torch.Tensor) -> torch.Tensor:
