@@ -255,3 +255,17 @@ def test_balanced_class_weights_on_imbalanced_labels(tmp_path):
     assert p.problem_type_ == "binary" and "accuracy" in p.evaluate(df)
     # classes sort as ["common", "rare"]: the positive class "rare" weighs 21 / 3
     assert p.class_weights_.tolist() == [7.0]
+
+
+def test_mixed_precision_trains_where_the_device_supports_it(digits, tmp_path):
+    """bf16 autocast runs on a CPU too; the default stays full precision there."""
+    from polymodal.training.module import default_precision
+
+    p = Predictor(label="label", preset="tiny", fusion="concat", path=tmp_path,
+                  precision="bf16-mixed", max_epochs=1).fit(digits, progress=False)
+    proba = p.predict_proba(digits)
+    assert np.isfinite(proba.to_numpy()).all()
+    import torch
+
+    expected = {"bf16-mixed", "16-mixed"} if torch.cuda.is_available() else {"32-true"}
+    assert default_precision() in expected

@@ -89,6 +89,8 @@ class Predictor:
             tenth of the learning rate); None keeps them frozen.
         freeze_encoders: keep every encoder fixed and train only the projections,
             fusion and head (a probe of pretrained features: ``fit(init_from=...)``).
+        precision: Lightning's precision ("32-true", "bf16-mixed", "16-mixed"); default:
+            mixed precision on a GPU that supports it, full precision on a CPU.
         cache_dir: where frozen encoders cache their outputs (default: the run folder).
     """
 
@@ -101,7 +103,8 @@ class Predictor:
                  lr: float | None = None, dim: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
                  fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
-                 unfreeze_after: int | None = None, freeze_encoders: bool = False) -> None:
+                 unfreeze_after: int | None = None, freeze_encoders: bool = False,
+                 precision: str | None = None) -> None:
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -119,6 +122,7 @@ class Predictor:
         self.dropout = dropout
         self.unfreeze_after = unfreeze_after
         self.freeze_encoders = freeze_encoders
+        self.precision = precision
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
@@ -317,6 +321,7 @@ class Predictor:
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
+                               precision=self.precision,
                                progress=progress, callbacks=[
                                    *(callbacks or []),
                                    *([UnfreezeEncoders(self.unfreeze_after)]

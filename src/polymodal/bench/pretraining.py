@@ -206,8 +206,8 @@ def label_efficiency(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2),
         "picture only, since its captions name the class) on a stratified share of the "
         "train labels, tuned on the same share of the val split, tested on the full test "
         "split; 'frozen (probe)' trains only projection, fusion and head on the pretrained "
-        "encoders. About 400 optimiser steps per run (1 to 60 epochs; early stopping on the val share). Gain: mean "
-        "accuracy minus scratch's at the same share. "
+        "encoders. About 400 optimiser steps per run (1 to 60 epochs; early stopping on "
+        "the val share). Gain: mean accuracy minus scratch's at the same share. "
         + (f"fashion-mnist zero-shot from the ten class names (prompt ensemble of "
            f"'{{}}', 'a photo of a {{}}.', 'a picture of a {{}}.'), no labels: "
            f"{_mean_std(zero)} over {len(zero)} seeds (chance 0.100). " if zero else "")

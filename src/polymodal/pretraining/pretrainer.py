@@ -59,6 +59,7 @@ class Pretrainer:
         path: the run folder (checkpoints, logs); default ``runs/pretrain-<time>``.
         patience: early stopping on the validation loss.
         cache_dir: where locked towers cache their outputs (default: the run folder).
+        precision: Lightning's precision; default: mixed on a GPU that supports it.
     """
 
     def __init__(self, modalities: Sequence[str] | None = None,
@@ -69,7 +70,8 @@ class Pretrainer:
                  freeze: Sequence[str] = (), max_epochs: int | None = None,
                  batch_size: int | None = None, lr: float | None = None, seed: int = 0,
                  path: str | os.PathLike[str] | None = None, patience: int = 5,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 precision: str | None = None) -> None:
         self.modalities = list(modalities) if modalities is not None else None
         self.encoders = dict(encoders or {})
         self.preset = preset
@@ -85,6 +87,7 @@ class Pretrainer:
         self.path = path
         self.patience = patience
         self.cache_dir = cache_dir
+        self.precision = precision
 
     # -- checks -------------------------------------------------------------------
     def _columns(self, m: Manifest) -> list[str]:
@@ -191,6 +194,7 @@ class Pretrainer:
         trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
                                patience=self.patience, time_limit=time_limit, devices=devices,
                                has_validation=len(tune) > 1, progress=progress,
+                               precision=self.precision,
                                callbacks=callbacks)
         train_loader = self._loader(m, shuffle=True, on_error=on_error, drop_last=len(m) >
                                     self.batch_size_)

@@ -121,6 +121,14 @@ class UnfreezeEncoders(L.Callback):
             self.unfrozen.append(column)
 
 
+def default_precision() -> str:
+    """Mixed precision where the device supports it: bf16 on a GPU that has it (no loss
+    scaling needed), fp16 with loss scaling on an older GPU, full precision on a CPU."""
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
 def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None = 5,
                  time_limit: float | None = None, devices: int | str = 1,
                  accelerator: str = "auto", precision: str | None = None,
@@ -143,7 +151,7 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     if patience is not None and has_validation:
         callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=patience))
     if precision is None:
-        precision = "16-mixed" if torch.cuda.is_available() else "32-true"
+        precision = default_precision()
     multi = devices not in (1, "1") and devices != [0]
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=max_epochs, callbacks=callbacks,
