@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
@@ -112,3 +113,39 @@ def media(tmp_path: Path) -> dict[str, Path]:
     f["binary_txt"] = d / "binary.txt"
     f["binary_txt"].write_bytes(b"\x00\x01\x02\xff" * 50)
     return f
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220),
+           "yellow": (230, 220, 30), "black": (10, 10, 10), "white": (245, 245, 245)}
+
+
+def make_colours(root: Path, n: int = 72, seed: int = 0) -> pd.DataFrame:
+    """Pictures of solid colours (with pixel noise) and captions that name them; the
+    last sixth of the rows is the test split."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        name = list(COLOURS)[i % len(COLOURS)]
+        pixels = np.clip(np.array(COLOURS[name]) + rng.normal(0, 12, (16, 16, 3)), 0, 255)
+        path = root / f"{i:03d}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        caption = rng.choice([f"{name}", f"a {name} square", f"the colour {name}"])
+        rows.append({"id": f"{i:03d}", "image": str(path), "caption": caption,
+                     "colour": name, "split": "test" if i >= n * 5 // 6 else "train"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def colours(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return make_colours(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="session")
+def colour_model(colours: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny Pretrainer that aligns the colour pictures with their captions."""
+    from polymodal.pretraining import Pretrainer
+
+    run = tmp_path_factory.mktemp("colour-model")
+    return Pretrainer(preset="tiny", path=run, max_epochs=25, batch_size=24, lr=5e-3,
+                      ).fit(colours[colours.split == "train"].drop(columns=["colour"]),
+                            progress=False)

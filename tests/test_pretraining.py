@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from polymodal.cli import app
@@ -22,9 +21,6 @@ from polymodal.pretraining import (
     retrieval_metrics,
 )
 from polymodal.pretraining.module import content_hash
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220),
-           "yellow": (230, 220, 30), "black": (10, 10, 10), "white": (245, 245, 245)}
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -124,28 +120,8 @@ def test_co_occurrence_counts_files_once_and_keeps_every_match():
 
 # -- the Pretrainer ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def colours(tmp_path_factory) -> pd.DataFrame:
-    """Pictures of solid colours (with pixel noise) and captions that name them."""
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(72):
-        name = list(COLOURS)[i % len(COLOURS)]
-        pixels = np.clip(np.array(COLOURS[name]) + rng.normal(0, 12, (16, 16, 3)), 0, 255)
-        path = root / f"{i:03d}.png"
-        Image.fromarray(pixels.astype(np.uint8)).save(path)
-        caption = rng.choice([f"{name}", f"a {name} square", f"the colour {name}"])
-        rows.append({"id": f"{i:03d}", "image": str(path), "caption": caption,
-                     "colour": name, "split": "test" if i >= 60 else "train"})
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="module")
-def pretrained(colours, tmp_path_factory) -> Pretrainer:
-    run = tmp_path_factory.mktemp("pre")
-    return Pretrainer(preset="tiny", path=run, max_epochs=25, batch_size=24, lr=5e-3,
-                      ).fit(colours[colours.split == "train"].drop(columns=["colour"]),
-                            progress=False)
+def pretrained(colour_model) -> Pretrainer:
+    return colour_model
 
 
 def test_pretraining_aligns_pictures_and_captions(pretrained, colours):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -452,6 +452,100 @@ def zero_shot_cmd(
     if metrics is not None:
         out.print(f"zero-shot accuracy {metrics['accuracy']:.3f} (chance "
                   f"{metrics['chance']:.3f}) on {metrics['rows']:.0f} rows")
+
+
+@app.command("index")
+def index_cmd(
+    source: Annotated[str, typer.Argument(help="a folder of media or a manifest")],
+    library: Annotated[str, typer.Option(help="the library's name")],
+    model: Annotated[str | None, typer.Option(
+        help="a pretrained checkpoint (polymodal pretrain); needed for a new library")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="lancedb (local) or milvus")] = "lancedb",
+    uri: Annotated[str | None, typer.Option(help="Milvus: a file (milvus-lite) or a "
+                                                  "server address")] = None,
+    root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
+) -> None:
+    """Embed every new or changed item of SOURCE into a library (deleted ones are
+    forgotten); an interrupted run resumes where it stopped."""
+    from polymodal.library import Library
+
+    try:
+        if model is not None:
+            lib = Library.create(library, model, root=root, backend=backend, uri=uri)
+        else:
+            lib = Library(library, root)
+        report = lib.index(source)
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"{library}: {report.added:,} added, {report.updated:,} updated, "
+              f"{report.unchanged:,} unchanged, {report.deleted:,} deleted; "
+              f"{len(lib):,} facets stored")
+    for problem in report.problems[:20]:
+        out.print(f"[yellow]skipped:[/] {problem}")
+    if len(report.problems) > 20:
+        out.print(f"... and {len(report.problems) - 20} more")
+
+
+def _open_library(library: str, root: Path | None) -> Any:
+    from polymodal.library import Library
+
+    try:
+        return Library(library, root)
+    except (ValueError, FileNotFoundError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="words, or a picture or sound file")],
+    library: Annotated[str, typer.Option(help="the library's name")],
+    k: Annotated[int, typer.Option(help="how many items")] = 10,
+    modality: Annotated[str | None, typer.Option(help="only image, audio or text")] = None,
+    root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The items of a library nearest to QUERY, with scores."""
+    lib = _open_library(library, root)
+    try:
+        hits = lib.search(query, k, modality)
+    except ValueError as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        print(json.dumps([h.to_dict() for h in hits], indent=2, default=str))
+        return
+    table = Table(title=f"{query} in {library}")
+    for col in ("score", "item", "found by", "text", "path"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(f"{h.score:.3f}", h.item, h.column, h.text, h.path)
+    out.print(table)
+
+
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="a question in words")],
+    library: Annotated[str, typer.Option(help="the library's name")],
+    k: Annotated[int, typer.Option(help="items to answer from")] = 5,
+    root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """An answer from the library, and the items it rests on."""
+    lib = _open_library(library, root)
+    try:
+        answer = lib.ask(question, k)
+    except ValueError as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        print(json.dumps(answer.to_dict(), indent=2, default=str))
+        return
+    out.print(answer.answer)
+    for h in answer.evidence:
+        out.print(f"  {h.score:.3f}  {h.item}  {h.text}  {h.path}")
 
 
 @app.command("demo")

@@ -1,0 +1,331 @@
+"""A library: a user's images, sounds and texts, embedded by a pretrained polymodal
+model into one space and kept in a vector store, to search and ask in words, with a
+picture or with a sound::
+
+    lib = Library.create("photos", model="pretrained/")
+    lib.index("~/Pictures")                 # incremental: new or changed files only
+    lib.search("a red bird")                # items with scores, captions, thumbnails
+    lib.ask("which animal says moo?")       # an answer and the items it rests on
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from polymodal.data import Manifest
+from polymodal.data.errors import MediaError
+from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
+from polymodal.library.store import LanceStore, MilvusStore, VectorStore
+
+CONFIG = "library.yaml"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+THUMBNAIL_SIZE = 256
+
+
+def library_home() -> Path:
+    """Where libraries live: ``$POLYMODAL_LIBRARIES``, else
+    ``~/.local/share/polymodal/libraries``."""
+    env = os.environ.get("POLYMODAL_LIBRARIES")
+    return Path(env) if env else Path.home() / ".local" / "share" / "polymodal" / "libraries"
+
+
+def check_name(name: str) -> str:
+    """A library name is one path component of letters, digits, ``_ . -``."""
+    if not NAME.match(name or "") or name in (".", "..") or ".." in name:
+        raise ValueError(f"invalid library name {name!r}: use letters, digits, '_', '.', "
+                         "'-' (no '/' or '..', at most 64 characters)")
+    return name
+
+
+@dataclass
+class Hit:
+    """One item found: its best-matching facet and what to show of it."""
+
+    item: str
+    score: float
+    column: str
+    modality: str
+    path: str
+    text: str
+    thumbnail: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Answer:
+    """An answer in words and the items it rests on."""
+
+    question: str
+    answer: str
+    evidence: list[Hit]
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "method": self.method,
+                "evidence": [h.to_dict() for h in self.evidence]}
+
+
+@dataclass
+class IndexReport:
+    """What an index run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class Library:
+    """A named library in ``root`` (default :func:`library_home`).
+
+    Open an existing one with ``Library(name)``; make one with :meth:`create`.
+    """
+
+    def __init__(self, name: str, root: str | os.PathLike[str] | None = None) -> None:
+        self.name = check_name(name)
+        self.folder = Path(root or library_home()) / self.name
+        config_path = self.folder / CONFIG
+        if not config_path.exists():
+            raise FileNotFoundError(f"no library {name!r} in {self.folder.parent}; make it "
+                                    f"with `polymodal index PATH --library {name} --model "
+                                    "MODEL` or Library.create")
+        self.config = yaml.safe_load(config_path.read_text())
+        self._model: Any = None
+        self._store: VectorStore | None = None
+
+    @classmethod
+    def create(cls, name: str, model: str | os.PathLike[str], *,
+               root: str | os.PathLike[str] | None = None, backend: str = "lancedb",
+               uri: str | None = None) -> Library:
+        """Make (or reopen, if it has the same model) library ``name``.
+
+        Args:
+            model: a saved Pretrainer (polymodal pretrain) whose space holds the items.
+            backend: "lancedb" (local folder, in process) or "milvus".
+            uri: Milvus only: a file for milvus-lite (default: in the library folder)
+                or a server address.
+        """
+        folder = Path(root or library_home()) / check_name(name)
+        if backend not in ("lancedb", "milvus"):
+            raise ValueError(f"unknown backend {backend!r}; use 'lancedb' or 'milvus'")
+        model = str(Path(model).resolve())
+        config_path = folder / CONFIG
+        if config_path.exists():
+            config = yaml.safe_load(config_path.read_text())
+            if config["model"] != model or config["backend"] != backend:
+                raise ValueError(f"library {name!r} exists with model {config['model']} on "
+                                 f"{config['backend']}; choose another name")
+            return cls(name, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(yaml.safe_dump({"model": model, "backend": backend,
+                                               "uri": uri}))
+        return cls(name, root)
+
+    # -- parts ----------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from polymodal.pretraining import Pretrainer
+
+            self._model = Pretrainer.load(self.config["model"])
+        return self._model
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            dim = self.model.dim_
+            if self.config["backend"] == "milvus":
+                uri = self.config.get("uri") or str(self.folder / "milvus.db")
+                self._store = MilvusStore(uri, dim, token=os.environ.get("MILVUS_TOKEN"))
+            else:
+                self._store = LanceStore(self.folder / "lance", dim)
+        return self._store
+
+    def tower(self, modality: str) -> str:
+        """The model's column that embeds ``modality`` (the first, if several)."""
+        for c in self.model.columns_:
+            if self.model.roles_[c]["role"] == modality:
+                return c
+        raise ValueError(f"the library's model embeds {self._modalities()}, not {modality}")
+
+    def _modalities(self) -> list[str]:
+        return sorted({self.model.roles_[c]["role"] for c in self.model.columns_})
+
+    # -- indexing -------------------------------------------------------------------
+    def index(self, source: str | os.PathLike[str] | Any, *, batch_size: int = 64,
+              progress: bool = True, on_error: str = "skip") -> IndexReport:
+        """Embed every item of ``source`` (a folder or a manifest) that is new or
+        changed since the last run (by content hash), and forget the items of this
+        source that are gone. Each batch is stored as it is embedded, so an interrupted
+        run resumes where it stopped, without duplicates."""
+        from polymodal.encoders.cache import content_key
+        from polymodal.progress import progress_bar
+
+        m = Manifest.read(source)
+        source_id = str(m.source)
+        known = self.store.contents(source_id)
+        modalities = set(self._modalities())
+        columns = [c for c, role in m.modality_columns.items() if role.value in modalities]
+        if not columns:
+            raise ValueError(f"{m.source} has no column the library's model embeds "
+                             f"({sorted(modalities)})")
+        ids = m.ids()
+        report = IndexReport()
+        todo: list[tuple[int, str, str, str]] = []  # row, column, key, content
+        seen: set[str] = set()
+        for row in range(len(m)):
+            for c in columns:
+                try:
+                    content = content_key(m, row, c)
+                except MediaError as err:
+                    if on_error == "raise":
+                        raise
+                    report.problems.append(str(err))
+                    continue
+                if content is None:
+                    continue
+                key = f"{source_id}::{ids[row]}::{c}"
+                seen.add(key)
+                if known.get(key) == content:
+                    report.unchanged += 1
+                else:
+                    todo.append((row, c, key, content))
+        gone = [k for k in known if k not in seen]
+        self.store.delete(gone)
+        report.deleted = len(gone)
+        with progress_bar(f"indexing into {self.name}", len(todo), enabled=progress) as advance:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start: start + batch_size]
+                records = self._records(m, chunk, source_id, columns, report)
+                self.store.upsert(records)
+                for r in records:
+                    if r["key"] in known:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+                advance(len(chunk))
+        return report
+
+    def _records(self, m: Manifest, chunk: list[tuple[int, str, str, str]], source: str,
+                 columns: list[str], report: IndexReport) -> list[dict[str, Any]]:
+        ids = m.ids()
+        by_column: dict[str, list[tuple[int, str, str, Any]]] = {}
+        for row, c, key, content in chunk:
+            try:
+                value = m.decode(row, c)
+            except MediaError as err:
+                report.problems.append(str(err))
+                continue
+            by_column.setdefault(c, []).append((row, key, content, value))
+        records = []
+        meta_columns = [c for c, spec in m.schema.columns.items()
+                        if spec.role in (Role.LABEL, Role.CATEGORICAL, Role.NUMERIC)]
+        text_columns = [c for c, role in m.modality_columns.items() if role is Role.TEXT]
+        for c, entries in by_column.items():
+            modality = m.modality_columns[c].value
+            vectors = self.model.embed_values(self.tower(modality), [e[3] for e in entries])
+            for (row, key, content, value), vector in zip(entries, vectors, strict=True):
+                path = m.resolve(row, c) if modality != "text" or \
+                    m.schema[c].source == "path" else None
+                texts = [t for t in (m.decode(row, t) for t in text_columns) if t]
+                records.append({
+                    "key": key, "item": ids[row], "column": c, "modality": modality,
+                    "content": content, "source": source,
+                    "path": str(path) if path else "", "text": " / ".join(texts),
+                    "thumbnail": self._thumbnail(value, content) if modality == "image"
+                    else "",
+                    "metadata": {k: _plain(m.table[k].iloc[row]) for k in meta_columns},
+                    "vector": vector})
+        return records
+
+    def _thumbnail(self, image: Image.Image, content: str) -> str:
+        """A JPEG thumbnail in the library folder; its name there."""
+        name = f"thumbnails/{content[:2]}/{content}.jpg"
+        path = self.folder / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            thumb = image.convert("RGB")
+            thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            tmp = path.with_suffix(".tmp")
+            thumb.save(tmp, "JPEG", quality=85)
+            tmp.replace(path)
+        return name
+
+    # -- search ---------------------------------------------------------------------
+    def embed_query(self, query: str | os.PathLike[str] | Image.Image | np.ndarray
+                    ) -> tuple[np.ndarray, str]:
+        """A query's vector and its modality: words, a picture (PIL image or file) or a
+        sound (16 kHz mono array or file)."""
+        from polymodal.data.media import decode_audio, decode_image
+
+        if isinstance(query, Image.Image):
+            return self.model.embed_values(self.tower("image"), [query])[0], "image"
+        if isinstance(query, np.ndarray):
+            return self.model.embed_values(self.tower("audio"), [query])[0], "audio"
+        if isinstance(query, Path) or (isinstance(query, str) and Path(query).suffix.lower()
+                                       in IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
+                                       and Path(query).is_file()):
+            path = Path(query)
+            if path.suffix.lower() in IMAGE_EXTENSIONS or path.suffix.lower() == ".svg":
+                return self.embed_query(decode_image(path))
+            return self.embed_query(decode_audio(path))
+        text = str(query).strip()
+        if not text:
+            raise ValueError("the query is empty: ask in words, or give a picture or a sound")
+        return self.model.embed_values(self.tower("text"), [text])[0], "text"
+
+    def search(self, query: Any, k: int = 10, modality: str | None = None) -> list[Hit]:
+        """The ``k`` items nearest to ``query``, best first; an item found through
+        several facets (its picture and its caption) counts once, at its best score.
+        ``modality`` restricts the facets searched ("image": pictures only)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        vector, _kind = self.embed_query(query)
+        hits: dict[str, Hit] = {}
+        for r in self.store.search(vector, k * 4, modality):
+            item = f"{r['source']}::{r['item']}"
+            if item not in hits or r["score"] > hits[item].score:
+                hits[item] = Hit(item=r["item"], score=r["score"], column=r["column"],
+                                 modality=r["modality"], path=r["path"], text=r["text"],
+                                 thumbnail=r["thumbnail"], metadata=r["metadata"])
+        return sorted(hits.values(), key=lambda h: -h.score)[:k]
+
+    def ask(self, question: str, k: int = 5) -> Answer:
+        """Find the items that bear on ``question`` and answer from them.
+
+        The answer is composed from the retrieved items' captions and metadata and
+        names the items it rests on (``method="retrieval"``)."""
+        from polymodal.library.answer import compose_answer
+
+        evidence = self.search(question, k)
+        return Answer(question, compose_answer(question, evidence), evidence, "retrieval")
+
+    def __len__(self) -> int:
+        return self.store.count()
+
+    def file(self, relative: str) -> Path:
+        """A file inside the library folder (a thumbnail); refuses any other path."""
+        path = (self.folder / relative).resolve()
+        if self.folder.resolve() not in path.parents or not path.is_file():
+            raise FileNotFoundError(f"{relative!r} is not a file of library {self.name!r}")
+        return path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value

@@ -1,0 +1,202 @@
+"""Vector stores behind a library: LanceDB on local disk (the default: in process, no
+server) and Milvus (milvus-lite in a file here; the same client against a cluster).
+
+A store holds *facets*: one row per (item, column), keyed by ``key``, with its vector
+and what search results show. Both stores take and give the same records."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the fields of a facet record besides its vector
+FIELDS = ("key", "item", "column", "modality", "content", "source", "path", "text",
+          "thumbnail", "metadata")
+
+
+class VectorStore(ABC):
+    """Facets with vectors: upsert by key, delete, search by cosine similarity."""
+
+    dim: int
+
+    @abstractmethod
+    def upsert(self, records: Sequence[dict[str, Any]]) -> None:
+        """Insert records, replacing those with the same ``key``."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove the records with these keys."""
+
+    @abstractmethod
+    def contents(self, source: str | None = None) -> dict[str, str]:
+        """key -> content hash of every record (of one source)."""
+
+    @abstractmethod
+    def search(self, vector: np.ndarray, k: int, modality: str | None = None
+               ) -> list[dict[str, Any]]:
+        """The ``k`` nearest records (cosine), best first, each with ``score``."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """How many records the store holds."""
+
+
+def _escape(value: str) -> str:
+    return value.replace("'", "''")
+
+
+class LanceStore(VectorStore):
+    """A LanceDB table in ``folder`` (created on first use)."""
+
+    TABLE = "facets"
+
+    def __init__(self, folder: str | Path, dim: int) -> None:
+        from datetime import timedelta
+
+        import lancedb
+
+        self.dim = dim
+        # every read sees the latest version: an indexer and a server may share a library
+        self.db = lancedb.connect(str(folder), read_consistency_interval=timedelta(0))
+        self._table = None
+        if self.TABLE in self.db.list_tables().tables:
+            self._table = self.db.open_table(self.TABLE)
+            width = self._table.schema.field("vector").type.list_size
+            if width != dim:
+                raise ValueError(f"{folder}: the library holds {width}-d vectors, the model "
+                                 f"gives {dim}-d: index into a new library or use its model")
+
+    def _schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([*(pa.field(f, pa.string()) for f in FIELDS),
+                          pa.field("vector", pa.list_(pa.float32(), self.dim))])
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            self._table = self.db.create_table(self.TABLE, schema=self._schema(),
+                                               exist_ok=True)
+        return self._table
+
+    def upsert(self, records: Sequence[dict[str, Any]]) -> None:
+        if not records:
+            return
+        import pyarrow as pa
+
+        rows = pa.Table.from_pylist([_row(r) for r in records], schema=self._schema())
+        (self.table.merge_insert("key").when_matched_update_all()
+         .when_not_matched_insert_all().execute(rows))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            chunk = ", ".join(f"'{_escape(k)}'" for k in keys[i: i + 500])
+            self.table.delete(f"key IN ({chunk})")
+
+    def contents(self, source: str | None = None) -> dict[str, str]:
+        if self._table is None:
+            return {}
+        query = self.table.search().select(["key", "content"])
+        if source is not None:
+            query = query.where(f"source = '{_escape(source)}'")
+        frame = query.limit(None).to_arrow()
+        return dict(zip(frame["key"].to_pylist(), frame["content"].to_pylist(), strict=True))
+
+    def search(self, vector: np.ndarray, k: int, modality: str | None = None
+               ) -> list[dict[str, Any]]:
+        if self._table is None:
+            return []
+        query = self.table.search(np.asarray(vector, np.float32)).metric("cosine").limit(k)
+        if modality is not None:
+            query = query.where(f"modality = '{_escape(modality)}'", prefilter=True)
+        out = []
+        for r in query.to_list():
+            r["score"] = 1.0 - float(r.pop("_distance"))
+            r.pop("vector", None)
+            out.append(_unrow(r))
+        return out
+
+    def count(self) -> int:
+        return 0 if self._table is None else int(self.table.count_rows())
+
+
+class MilvusStore(VectorStore):
+    """A Milvus collection: ``uri`` is a local file (milvus-lite, in process) or a
+    server address (``http://host:19530``), with ``token`` for a secured cluster."""
+
+    COLLECTION = "facets"
+
+    def __init__(self, uri: str, dim: int, token: str | None = None) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        self.dim = dim
+        self.client = MilvusClient(uri=uri, token=token or "")
+        if not self.client.has_collection(self.COLLECTION):
+            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
+            for f in FIELDS[1:]:
+                schema.add_field(f, DataType.VARCHAR, max_length=65535)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            index = self.client.prepare_index_params()
+            index.add_index("vector", index_type="FLAT", metric_type="COSINE")
+            self.client.create_collection(self.COLLECTION, schema=schema, index_params=index)
+        else:
+            desc = self.client.describe_collection(self.COLLECTION)
+            width = next(f["params"]["dim"] for f in desc["fields"] if f["name"] == "vector")
+            if int(width) != dim:
+                raise ValueError(f"{uri}: the library holds {width}-d vectors, the model "
+                                 f"gives {dim}-d")
+
+    def upsert(self, records: Sequence[dict[str, Any]]) -> None:
+        if records:
+            self.client.upsert(self.COLLECTION, [_row(r) for r in records])
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if keys:
+            self.client.delete(self.COLLECTION, ids=keys)
+
+    def contents(self, source: str | None = None) -> dict[str, str]:
+        expr = f'source == "{source}"' if source is not None else 'key != ""'
+        out: dict[str, str] = {}
+        iterator = self.client.query_iterator(self.COLLECTION, batch_size=1000, filter=expr,
+                                              output_fields=["key", "content"])
+        while batch := iterator.next():
+            out.update({r["key"]: r["content"] for r in batch})
+        iterator.close()
+        return out
+
+    def search(self, vector: np.ndarray, k: int, modality: str | None = None
+               ) -> list[dict[str, Any]]:
+        hits = self.client.search(
+            self.COLLECTION, data=[np.asarray(vector, np.float32).tolist()], limit=k,
+            filter=f'modality == "{modality}"' if modality else "",
+            output_fields=list(FIELDS), search_params={"metric_type": "COSINE"})[0]
+        return [_unrow({**h["entity"], "score": float(h["distance"])}) for h in hits]
+
+    def count(self) -> int:
+        stats = self.client.get_collection_stats(self.COLLECTION)
+        return int(stats.get("row_count", 0))
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {f: record.get(f) or "" for f in FIELDS}
+    if not isinstance(row["metadata"], str):
+        row["metadata"] = json.dumps(row["metadata"], default=str)
+    row["vector"] = np.asarray(record["vector"], np.float32).tolist()
+    return row
+
+
+def _unrow(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    try:
+        out["metadata"] = json.loads(out.get("metadata") or "{}")
+    except json.JSONDecodeError:
+        out["metadata"] = {}
+    return out

@@ -1,0 +1,143 @@
+"""Ask a library: index (incremental, resumable, deletions), search by words, picture or
+sound, ask, bad names and queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from polymodal.library import LanceStore, Library, check_name, compose_answer
+from polymodal.library.library import Hit
+
+
+@pytest.fixture()
+def model_dir(colour_model, tmp_path_factory):
+    return colour_model.save(tmp_path_factory.mktemp("model") / "m")
+
+
+@pytest.fixture()
+def collection(colours, tmp_path) -> pd.DataFrame:
+    """The colour pictures as a user's collection: a manifest in its own folder."""
+    table = colours.drop(columns=["split"]).copy()
+    table.to_csv(tmp_path / "photos.csv", index=False)
+    return table
+
+
+def test_index_then_search_by_words_and_by_picture(model_dir, collection, tmp_path):
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    report = lib.index(tmp_path / "photos.csv", progress=False)
+    assert report.added == 2 * len(collection) and not report.problems  # image + caption
+    assert len(lib) == 2 * len(collection)
+    hits = lib.search("red", k=5, modality="image")
+    assert len(hits) == 5 and hits[0].score >= hits[-1].score
+    assert sum(h.metadata["colour"] == "red" for h in hits) >= 4, [h.metadata for h in hits]
+    assert all(h.modality == "image" and h.thumbnail for h in hits)
+    assert lib.file(hits[0].thumbnail).stat().st_size > 0
+    blue = Image.new("RGB", (16, 16), (30, 40, 220))
+    by_picture = lib.search(blue, k=3, modality="image")
+    assert all(h.metadata["colour"] == "blue" for h in by_picture)
+    # an item found through its picture and its caption counts once
+    both = lib.search("a green square", k=10)
+    assert len({h.item for h in both}) == len(both)
+
+
+def test_index_is_incremental_notices_changes_and_deletions(model_dir, collection, tmp_path):
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    again = lib.index(tmp_path / "photos.csv", progress=False)
+    assert (again.added, again.updated, again.deleted) == (0, 0, 0)
+    assert again.unchanged == 2 * len(collection)
+    changed = collection.copy()
+    changed.loc[0, "caption"] = "a completely new caption"
+    changed = changed.drop(index=[1, 2])
+    changed.to_csv(tmp_path / "photos.csv", index=False)
+    third = lib.index(tmp_path / "photos.csv", progress=False)
+    assert third.updated == 1 and third.deleted == 4 and third.added == 0
+    assert len(lib) == 2 * len(changed)
+
+
+def test_interrupted_index_resumes_without_duplicates(model_dir, collection, tmp_path,
+                                                      monkeypatch):
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    real = LanceStore.upsert
+    calls = {"n": 0}
+
+    def failing(self, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, records)
+
+    monkeypatch.setattr(LanceStore, "upsert", failing)
+    with pytest.raises(KeyboardInterrupt):
+        lib.index(tmp_path / "photos.csv", batch_size=16, progress=False)
+    stored = len(lib)
+    assert 0 < stored < 2 * len(collection)
+    monkeypatch.setattr(LanceStore, "upsert", real)
+    report = Library("photos", tmp_path / "libs").index(tmp_path / "photos.csv",
+                                                        progress=False)
+    assert report.unchanged == stored and report.added == 2 * len(collection) - stored
+    assert len(lib) == 2 * len(collection)
+
+
+def test_ask_answers_with_evidence(model_dir, collection, tmp_path):
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    answer = lib.ask("yellow", k=5)
+    assert answer.evidence and answer.method == "retrieval"
+    assert "yellow" in answer.answer and answer.evidence[0].item in answer.answer
+    assert "colour 'yellow'" in answer.answer  # what most of the evidence agrees on
+
+
+def test_compose_answer_without_support():
+    hit = Hit("a", -0.2, "image", "image", "", "", "", {})
+    assert "Nothing" in compose_answer("what?", [hit])
+
+
+def test_bad_names_queries_and_paths_are_refused(model_dir, collection, tmp_path):
+    for bad in ("../etc", "a/b", "", "..", "x" * 80):
+        with pytest.raises(ValueError, match="invalid library name"):
+            check_name(bad)
+    with pytest.raises(FileNotFoundError, match="no library"):
+        Library("missing", tmp_path / "libs")
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        lib.search("   ")
+    with pytest.raises(ValueError, match="not audio"):
+        lib.search(np.zeros(16000, dtype=np.float32))  # the model has no audio tower
+    with pytest.raises(FileNotFoundError):
+        lib.file("../../photos.csv")
+    with pytest.raises(ValueError, match="exists with model"):
+        Library.create("photos", tmp_path, root=tmp_path / "libs")
+
+
+def test_cli_index_search_ask(model_dir, collection, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    runner = CliRunner()
+    libs = str(tmp_path / "libs")
+    res = runner.invoke(app, ["index", str(tmp_path / "photos.csv"), "--library", "photos",
+                              "--model", str(model_dir), "--root", libs])
+    assert res.exit_code == 0, res.output
+    assert f"{2 * len(collection)} added" in res.output.replace(",", "")
+    res = runner.invoke(app, ["search", "red", "--library", "photos", "--root", libs,
+                              "--k", "3", "--modality", "image", "--json"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)
+    assert len(hits) == 3 and hits[0]["metadata"]["colour"] == "red"
+    picture = collection.loc[collection.colour == "blue", "image"].iloc[0]
+    res = runner.invoke(app, ["search", picture, "--library", "photos", "--root", libs,
+                              "--modality", "image", "--k", "1", "--json"])
+    assert json.loads(res.output)[0]["metadata"]["colour"] == "blue"
+    res = runner.invoke(app, ["ask", "black", "--library", "photos", "--root", libs,
+                              "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["evidence"]
+    res = runner.invoke(app, ["search", "red", "--library", "../up", "--root", libs])
+    assert res.exit_code == 2 and "invalid library name" in res.output
