@@ -25,8 +25,10 @@ def collection(colours, tmp_path) -> pd.DataFrame:
     return table
 
 
-def test_index_then_search_by_words_and_by_picture(model_dir, collection, tmp_path):
-    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+@pytest.mark.parametrize("backend", ["lancedb", "milvus"])
+def test_index_then_search_by_words_and_by_picture(model_dir, collection, tmp_path, backend):
+    """The same library API on LanceDB and on Milvus (milvus-lite here)."""
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs", backend=backend)
     report = lib.index(tmp_path / "photos.csv", progress=False)
     assert report.added == 2 * len(collection) and not report.problems  # image + caption
     assert len(lib) == 2 * len(collection)
@@ -43,8 +45,10 @@ def test_index_then_search_by_words_and_by_picture(model_dir, collection, tmp_pa
     assert len({h.item for h in both}) == len(both)
 
 
-def test_index_is_incremental_notices_changes_and_deletions(model_dir, collection, tmp_path):
-    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+@pytest.mark.parametrize("backend", ["lancedb", "milvus"])
+def test_index_is_incremental_notices_changes_and_deletions(model_dir, collection, tmp_path,
+                                                             backend):
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs", backend=backend)
     lib.index(tmp_path / "photos.csv", progress=False)
     again = lib.index(tmp_path / "photos.csv", progress=False)
     assert (again.added, again.updated, again.deleted) == (0, 0, 0)

@@ -163,7 +163,7 @@ class MilvusStore(VectorStore):
             self.client.delete(self.COLLECTION, ids=keys)
 
     def contents(self, source: str | None = None) -> dict[str, str]:
-        expr = f'source == "{source}"' if source is not None else 'key != ""'
+        expr = f'source == "{_quote(source)}"' if source is not None else 'key != ""'
         out: dict[str, str] = {}
         iterator = self.client.query_iterator(self.COLLECTION, batch_size=1000, filter=expr,
                                               output_fields=["key", "content"])
@@ -176,13 +176,18 @@ class MilvusStore(VectorStore):
                ) -> list[dict[str, Any]]:
         hits = self.client.search(
             self.COLLECTION, data=[np.asarray(vector, np.float32).tolist()], limit=k,
-            filter=f'modality == "{modality}"' if modality else "",
+            filter=f'modality == "{_quote(modality)}"' if modality else "",
             output_fields=list(FIELDS), search_params={"metric_type": "COSINE"})[0]
         return [_unrow({**h["entity"], "score": float(h["distance"])}) for h in hits]
 
     def count(self) -> int:
         stats = self.client.get_collection_stats(self.COLLECTION)
         return int(stats.get("row_count", 0))
+
+
+def _quote(value: str) -> str:
+    """A value inside a Milvus filter's double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
