@@ -96,7 +96,7 @@ def test_ask_answers_with_evidence(model_dir, collection, tmp_path):
 
 
 def test_compose_answer_without_support():
-    hit = Hit("a", -0.2, "image", "image", "", "", "", {})
+    hit = Hit("a", "s::a::image", -0.2, "image", "image", "", "", "", {})
     assert "Nothing" in compose_answer("what?", [hit])
 
 

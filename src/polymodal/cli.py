@@ -548,6 +548,28 @@ def ask_cmd(
         out.print(f"  {h.score:.3f}  {h.item}  {h.text}  {h.path}")
 
 
+@app.command("serve")
+def serve_cmd(
+    library: Annotated[str, typer.Option(help="the library's name")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    predictor: Annotated[str | None, typer.Option(
+        help="a saved Predictor for /api/predict")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="POLYMODAL_API_KEY", help="require X-API-Key (needed beyond loopback)")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
+) -> None:
+    """The HTTP API (OpenAPI docs at /docs) and the web page of a library."""
+    from polymodal.serve import serve
+
+    try:
+        serve(library, root, host=host, port=port, predictor=predictor, api_key=api_key)
+    except (ValueError, FileNotFoundError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo writes")] = None,

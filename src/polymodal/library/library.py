@@ -50,6 +50,7 @@ class Hit:
     """One item found: its best-matching facet and what to show of it."""
 
     item: str
+    key: str
     score: float
     column: str
     modality: str
@@ -297,7 +298,8 @@ class Library:
         for r in self.store.search(vector, k * 4, modality):
             item = f"{r['source']}::{r['item']}"
             if item not in hits or r["score"] > hits[item].score:
-                hits[item] = Hit(item=r["item"], score=r["score"], column=r["column"],
+                hits[item] = Hit(item=r["item"], key=r["key"], score=r["score"],
+                                 column=r["column"],
                                  modality=r["modality"], path=r["path"], text=r["text"],
                                  thumbnail=r["thumbnail"], metadata=r["metadata"])
         return sorted(hits.values(), key=lambda h: -h.score)[:k]
@@ -314,6 +316,15 @@ class Library:
 
     def __len__(self) -> int:
         return self.store.count()
+
+    def media_path(self, key: str) -> Path | None:
+        """The original file of an indexed facet, looked up by its key (so a URL can
+        only reach files the library indexed); None if unknown or gone."""
+        record = self.store.get(key)
+        if record is None or not record.get("path"):
+            return None
+        path = Path(record["path"])
+        return path if path.is_file() else None
 
     def file(self, relative: str) -> Path:
         """A file inside the library folder (a thumbnail); refuses any other path."""

@@ -45,6 +45,10 @@ class VectorStore(ABC):
     def count(self) -> int:
         """How many records the store holds."""
 
+    @abstractmethod
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record with this key (without its vector), or None."""
+
 
 def _escape(value: str) -> str:
     return value.replace("'", "''")
@@ -125,6 +129,13 @@ class LanceStore(VectorStore):
     def count(self) -> int:
         return 0 if self._table is None else int(self.table.count_rows())
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        if self._table is None:
+            return None
+        rows = (self.table.search().where(f"key = '{_escape(key)}'").select(list(FIELDS))
+                .limit(1).to_list())
+        return _unrow(rows[0]) if rows else None
+
 
 class MilvusStore(VectorStore):
     """A Milvus collection: ``uri`` is a local file (milvus-lite, in process) or a
@@ -183,6 +194,10 @@ class MilvusStore(VectorStore):
     def count(self) -> int:
         stats = self.client.get_collection_stats(self.COLLECTION)
         return int(stats.get("row_count", 0))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        rows = self.client.get(self.COLLECTION, ids=[key], output_fields=list(FIELDS))
+        return _unrow(rows[0]) if rows else None
 
 
 def _quote(value: str) -> str:

@@ -1,0 +1,5 @@
+"""The HTTP API and web page of a library (FastAPI + uvicorn)."""
+
+from polymodal.serve.app import create_app, serve
+
+__all__ = ["create_app", "serve"]

@@ -1,0 +1,218 @@
+"""The HTTP API and the web page of a library (FastAPI): search by words, by a picture
+upload or by a sound upload; ask; predict with a saved Predictor; health; OpenAPI docs
+at ``/docs``. Uploads are bounded and checked by decoding them; files are served only
+from inside the library (thumbnails) or by the key of an indexed item, never by a path
+from the URL. With an API key set, every ``/api`` call must send it as ``X-API-Key``."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse
+
+from polymodal.data.errors import MediaError
+from polymodal.library import Library
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 10 * 2**20
+
+
+def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"{upload.filename}: over the upload limit of "
+                                 f"{limit // 2**20} MB")
+    if not data:
+        raise HTTPException(400, f"{upload.filename}: the file is empty")
+    return data
+
+
+def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
+    """An uploaded picture (PIL) or sound (16 kHz mono array), decoded by the same code
+    as the data layer; a file that is not what it claims is a 415."""
+    from polymodal.data.media import decode_audio, decode_image
+
+    suffix = Path(name or "").suffix.lower()[:10] or (".png" if kind == "image" else ".wav")
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            return decode_image(tmp.name) if kind == "image" else decode_audio(tmp.name)
+        except (MediaError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise HTTPException(415, f"{name}: not a readable {kind} ({reason})") from None
+
+
+def create_app(library: str, root: str | Path | None = None, *, predictor: str | None = None,
+               api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES
+               ) -> FastAPI:
+    """The app of library ``library`` (in ``root``), optionally with a saved Predictor
+    for ``/api/predict`` and an API key."""
+    lib = Library(library, root)
+    app = FastAPI(title=f"polymodal: {library}", version="0.1.0",
+                  description="Search and ask a multimodal library.")
+    model: dict[str, Any] = {}
+
+    def check_key(request: Request) -> None:
+        if api_key and not secrets.compare_digest(request.headers.get("x-api-key", ""),
+                                                  api_key):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+
+    guarded = [Depends(check_key)]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "library": library, "facets": len(lib)}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/api/search", dependencies=guarded)
+    def search(q: Annotated[str, Query(max_length=1000)], k: Annotated[int, Query(ge=1, le=100)]
+               = 10, modality: str | None = None) -> dict[str, Any]:
+        """Items nearest to the words ``q``."""
+        try:
+            hits = lib.search(q, k, modality)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"query": q, "hits": [_hit(h) for h in hits]}
+
+    @app.post("/api/search/image", dependencies=guarded)
+    def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 10,
+                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        """Items nearest to an uploaded picture."""
+        picture = _decode_upload(_read_upload(file, max_upload_bytes), "image", file.filename)
+        try:
+            hits = lib.search(picture, k, modality or None)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"query": file.filename, "hits": [_hit(h) for h in hits]}
+
+    @app.post("/api/search/audio", dependencies=guarded)
+    def search_audio(file: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 10,
+                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        """Items nearest to an uploaded sound (find the picture of this sound)."""
+        sound = _decode_upload(_read_upload(file, max_upload_bytes), "audio", file.filename)
+        try:
+            hits = lib.search(sound, k, modality or None)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"query": file.filename, "hits": [_hit(h) for h in hits]}
+
+    @app.get("/api/ask", dependencies=guarded)
+    def ask(q: Annotated[str, Query(max_length=1000)],
+            k: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
+        """An answer from the library and the items it rests on."""
+        try:
+            answer = lib.ask(q, k)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        out = answer.to_dict()
+        out["evidence"] = [_hit(h) for h in answer.evidence]
+        return out
+
+    @app.get("/api/thumbnail/{relative:path}", dependencies=guarded)
+    def thumbnail(relative: str) -> FileResponse:
+        if not relative.startswith("thumbnails/"):
+            raise HTTPException(404, "no such thumbnail")
+        try:
+            return FileResponse(lib.file(relative), media_type="image/jpeg")
+        except FileNotFoundError:
+            raise HTTPException(404, "no such thumbnail") from None
+
+    @app.get("/api/media", dependencies=guarded)
+    def media(key: str) -> FileResponse:
+        """The original file of an indexed facet, by its key (never by a path)."""
+        path = lib.media_path(key)
+        if path is None:
+            raise HTTPException(404, "no indexed file has this key")
+        return FileResponse(path)
+
+    @app.post("/api/predict", dependencies=guarded)
+    async def predict(request: Request) -> dict[str, Any]:
+        """One row (form fields: text columns as text, image and audio columns as
+        files) through the saved Predictor: the prediction and class probabilities."""
+        if predictor is None:
+            raise HTTPException(404, "this server has no Predictor (polymodal serve "
+                                     "--predictor MODEL)")
+        if "p" not in model:
+            from polymodal.predictor import Predictor
+
+            model["p"] = Predictor.load(predictor)
+        p = model["p"]
+        form = await request.form()
+        unknown = [k for k in form if k not in p.columns_]
+        if unknown:
+            raise HTTPException(422, f"unknown columns {unknown}; the model takes "
+                                     f"{p.columns_}")
+        return _predict_row(p, form, max_upload_bytes)
+
+    return app
+
+
+def _hit(h: Any) -> dict[str, Any]:
+    out = h.to_dict()
+    out["thumbnail_url"] = f"/api/thumbnail/{h.thumbnail}" if h.thumbnail else None
+    out["media_url"] = f"/api/media?key={_quote(h.key)}" if h.path else None
+    return out
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _predict_row(p: Any, form: Any, limit: int) -> dict[str, Any]:
+    import pandas as pd
+
+    from polymodal.data.schema import Role
+
+    with tempfile.TemporaryDirectory() as folder:
+        row: dict[str, Any] = {}
+        for column in p.columns_:
+            value = form.get(column)
+            role = p.roles_[column]["role"]
+            if value is None or value == "":
+                row[column] = None
+            elif hasattr(value, "read"):
+                if role not in (Role.IMAGE.value, Role.AUDIO.value):
+                    raise HTTPException(422, f"{column} is a text column: send it as text")
+                data = value.file.read(limit + 1)
+                if len(data) > limit:
+                    raise HTTPException(413, f"{value.filename}: over the upload limit")
+                _decode_upload(data, role, value.filename)
+                path = Path(folder) / f"{column}{Path(value.filename or '').suffix[:10]}"
+                path.write_bytes(data)
+                row[column] = str(path)
+            else:
+                row[column] = str(value)
+        try:  # the Predictor applies the roles it was trained with
+            proba = p.predict_proba(pd.DataFrame([row]))
+        except (MediaError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+    if p.problem_type_ == "regression":
+        return {"prediction": float(proba.iloc[0, 0])}
+    probs = {str(c): float(v) for c, v in proba.iloc[0].items()}
+    return {"prediction": max(probs, key=probs.get), "probabilities": probs}
+
+
+def serve(library: str, root: str | Path | None = None, *, host: str = "127.0.0.1",
+          port: int = 8000, predictor: str | None = None, api_key: str | None = None
+          ) -> None:
+    """Run the app with uvicorn. Listening beyond loopback needs an API key."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise ValueError(f"listening on {host} exposes the library beyond this machine: "
+                         "set an API key (--api-key or POLYMODAL_API_KEY)")
+    uvicorn.run(create_app(library, root, predictor=predictor, api_key=api_key), host=host,
+                port=port, log_level="info")
+
+
+__all__ = ["create_app", "serve"]
