@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # System packages that the tests and bundled datasets need (Debian names).
-SYS_PACKAGES := espeak-ng tuxpaint-stamps-default dataset-fashion-mnist libcairo2 libsndfile1
+SYS_PACKAGES := espeak-ng tuxpaint-stamps-default dataset-fashion-mnist libcairo2 libsndfile1 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -246,10 +246,29 @@ class Library:
                     "content": content, "source": source,
                     "path": str(path) if path else "", "text": " / ".join(texts),
                     "thumbnail": self._thumbnail(value, content) if modality == "image"
-                    else "",
+                    else self._row_thumbnail(m, row),
                     "metadata": {k: _plain(m.table[k].iloc[row]) for k in meta_columns},
                     "vector": vector})
         return records
+
+    def _row_thumbnail(self, m: Manifest, row: int) -> str:
+        """The thumbnail of a row's first picture, shown for its other facets too (a
+        caption that matched shows its picture); "" if the row has none."""
+        from polymodal.encoders.cache import content_key
+
+        for c, role in m.modality_columns.items():
+            if role is not Role.IMAGE:
+                continue
+            try:
+                content = content_key(m, row, c)
+                if content is not None:
+                    name = f"thumbnails/{content[:2]}/{content}.jpg"
+                    if (self.folder / name).exists():
+                        return name
+                    return self._thumbnail(m.decode(row, c), content)
+            except MediaError:
+                return ""
+        return ""
 
     def _thumbnail(self, image: Image.Image, content: str) -> str:
         """A JPEG thumbnail in the library folder; its name there."""
