@@ -145,3 +145,15 @@ def test_cli_index_search_ask(model_dir, collection, tmp_path):
     assert res.exit_code == 0 and json.loads(res.output)["evidence"]
     res = runner.invoke(app, ["search", "red", "--library", "../up", "--root", libs])
     assert res.exit_code == 2 and "invalid library name" in res.output
+
+
+def test_large_library_builds_an_ann_index_and_still_finds(model_dir, collection, tmp_path,
+                                                           monkeypatch):
+    import polymodal.library.library as library_module
+
+    monkeypatch.setattr(library_module, "INDEX_FROM", 100)  # 144 facets: index them
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    assert lib.store.indexed
+    hits = lib.search("red", k=3, modality="image")
+    assert len(hits) == 3 and sum(h.metadata["colour"] == "red" for h in hits) >= 2

@@ -12,6 +12,7 @@ from polymodal.bench import (
     data_loading,
     encoders,
     fusion,
+    library,
     pretraining,
     robustness,
     training,
@@ -31,6 +32,9 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "pretrain-retrieval": pretraining.retrieval,
     "label-efficiency": pretraining.label_efficiency,
     "pretrain-throughput": pretraining.throughput,
+    "library-index": library.index_and_answers,
+    "library-search": library.search_latency,
+    "library-http": library.http_load,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

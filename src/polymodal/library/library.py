@@ -23,7 +23,7 @@ from PIL import Image
 from polymodal.data import Manifest
 from polymodal.data.errors import MediaError
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
-from polymodal.library.store import LanceStore, MilvusStore, VectorStore
+from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
 CONFIG = "library.yaml"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -217,6 +217,10 @@ class Library:
                     else:
                         report.added += 1
                 advance(len(chunk))
+        store = self.store
+        if isinstance(store, LanceStore) and (report.added or report.deleted) and \
+                store.count() >= INDEX_FROM:
+            store.build_index()  # past INDEX_FROM vectors an exact scan gets slow
         return report
 
     def _records(self, m: Manifest, chunk: list[tuple[int, str, str, str]], source: str,

@@ -54,8 +54,24 @@ def _escape(value: str) -> str:
     return value.replace("'", "''")
 
 
+def ann_index_config(n: int) -> Any:
+    """The ANN index a LanceDB library builds once it holds ``n`` >= INDEX_FROM vectors:
+    IVF partitions (about sqrt(n)) with an HNSW graph and 8-bit scalar quantisation in
+    each; recall against exact search is in docs/benchmarks.md."""
+    from lancedb.index import IvfHnswSq
+
+    return IvfHnswSq(distance_type="cosine", num_partitions=max(16, int(np.sqrt(n))))
+
+
+#: vectors from which a library builds an ANN index (below it, an exact scan is fast)
+INDEX_FROM = 100_000
+#: partitions probed per query once indexed
+NPROBES = 20
+
+
 class LanceStore(VectorStore):
-    """A LanceDB table in ``folder`` (created on first use)."""
+    """A LanceDB table in ``folder`` (created on first use). Exact search until the
+    table holds :data:`INDEX_FROM` vectors, then an ANN index (:meth:`build_index`)."""
 
     TABLE = "facets"
 
@@ -117,6 +133,8 @@ class LanceStore(VectorStore):
         if self._table is None:
             return []
         query = self.table.search(np.asarray(vector, np.float32)).metric("cosine").limit(k)
+        if self.indexed:
+            query = query.nprobes(NPROBES)
         if modality is not None:
             query = query.where(f"modality = '{_escape(modality)}'", prefilter=True)
         out = []
@@ -128,6 +146,17 @@ class LanceStore(VectorStore):
 
     def count(self) -> int:
         return 0 if self._table is None else int(self.table.count_rows())
+
+    @property
+    def indexed(self) -> bool:
+        return self._table is not None and any(
+            "vector" in ix.columns for ix in self.table.list_indices())
+
+    def build_index(self) -> None:
+        """Build (or rebuild) the ANN index over the vectors."""
+        n = self.count()
+        if n:
+            self.table.create_index("vector", config=ann_index_config(n), replace=True)
 
     def get(self, key: str) -> dict[str, Any] | None:
         if self._table is None:
