@@ -26,7 +26,8 @@ def _inputs(seed: int = 0) -> tuple[dict[str, Encoded], dict[str, torch.Tensor]]
 
 
 def test_six_methods_are_registered():
-    assert set(FUSIONS) == {"concat", "late", "gated", "attention", "tensor", "lowrank"}
+    assert set(FUSIONS) == {"concat", "late", "gated", "attention", "tensor", "lowrank",
+                            "relation"}
 
 
 @pytest.mark.parametrize("name", sorted(FUSIONS))

@@ -157,3 +157,27 @@ def test_large_library_builds_an_ann_index_and_still_finds(model_dir, collection
     assert lib.store.indexed
     hits = lib.search("red", k=3, modality="image")
     assert len(hits) == 3 and sum(h.metadata["colour"] == "red" for h in hits) >= 2
+
+
+def test_ask_with_a_vqa_model_answers_about_the_best_picture(model_dir, collection, tmp_path):
+    from polymodal.predictor import Predictor
+
+    # a toy VQA set: the question names a colour; the answer is whether the picture has it
+    rows = []
+    for _, r in collection.iterrows():
+        for asked in ("red", "blue"):
+            rows.append({"image": r["image"], "question": f"is it {asked}?",
+                         "answer": "yes" if r["colour"] == asked else "no"})
+    vqa = Predictor(label="answer", preset="tiny", fusion="relation", path=tmp_path / "vqa",
+                    max_epochs=1).fit(pd.DataFrame(rows), progress=False)
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    lib.attach_vqa(vqa.save(tmp_path / "vqa-model"))
+    answer = Library("photos", tmp_path / "libs").ask("is it red?")
+    assert answer.method == "vqa" and answer.evidence
+    assert answer.answer.split(" ")[0] in ("yes", "no")
+    assert answer.evidence[0].item in answer.answer
+    with pytest.raises(ValueError, match="picture and a question"):
+        lib.attach_vqa(Predictor(label="colour", preset="tiny", modalities=["image"],
+                                 path=tmp_path / "img", max_epochs=1)
+                       .fit(collection, progress=False).save(tmp_path / "img-model"))

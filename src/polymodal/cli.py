@@ -465,6 +465,8 @@ def index_cmd(
     uri: Annotated[str | None, typer.Option(help="Milvus: a file (milvus-lite) or a "
                                                   "server address")] = None,
     root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
+    vqa: Annotated[str | None, typer.Option(
+        help="a saved VQA Predictor (picture + question -> answer) for `ask`")] = None,
 ) -> None:
     """Embed every new or changed item of SOURCE into a library (deleted ones are
     forgotten); an interrupted run resumes where it stopped."""
@@ -475,6 +477,8 @@ def index_cmd(
             lib = Library.create(library, model, root=root, backend=backend, uri=uri)
         else:
             lib = Library(library, root)
+        if vqa is not None:
+            lib.attach_vqa(vqa)
         report = lib.index(source)
     except (ManifestError, ValueError, FileNotFoundError) as exc:
         out.print(f"[red]error:[/] {exc}")

@@ -17,6 +17,7 @@ from polymodal.bench import (
     robustness,
     training,
     tuxpaint,
+    vqa,
 )
 from polymodal.bench.report import Section, write_section
 
@@ -35,11 +36,13 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "library-index": library.index_and_answers,
     "library-search": library.search_latency,
     "library-http": library.http_load,
+    "vqa-sort-of-clevr": vqa.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,
              "pretrain-retrieval": pretraining.retrieval,
-             "label-efficiency": pretraining.label_efficiency}
+             "label-efficiency": pretraining.label_efficiency,
+             "vqa-sort-of-clevr": vqa.run}
 
 
 def main(argv: list[str] | None = None) -> None:

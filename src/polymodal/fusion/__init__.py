@@ -2,7 +2,8 @@
 
 Methods by name: ``concat`` (early), ``late`` (decision-level), ``gated`` (learned
 per-row modality weights), ``attention`` (cross-modal transformer), ``tensor`` (Tensor
-Fusion Network), ``lowrank`` (Low-rank Multimodal Fusion).
+Fusion Network), ``lowrank`` (Low-rank Multimodal Fusion), ``relation`` (Relation
+Network over one column's objects, conditioned on the others: visual QA).
 """
 
 from polymodal.fusion import methods
@@ -20,10 +21,10 @@ from polymodal.fusion.methods import (
     GatedFusion,
     LateFusion,
     LowRankFusion,
+    RelationFusion,
     TensorFusion,
 )
 
-__all__ = ["FUSIONS", "AttentionFusion", "ConcatFusion", "Fusion", "GatedFusion", "LateFusion",
-           "LowRankFusion", "TensorFusion", "build_fusion", "fusion_class", "methods",
-           "modality_dropout",
-           "register_fusion"]
+__all__ = ["FUSIONS", "AttentionFusion", "ConcatFusion", "Fusion", "GatedFusion",
+           "LateFusion", "LowRankFusion", "RelationFusion", "TensorFusion", "build_fusion",
+           "fusion_class", "methods", "modality_dropout", "register_fusion"]

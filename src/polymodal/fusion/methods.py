@@ -173,3 +173,58 @@ class LowRankFusion(Fusion):
             fused = per_rank if fused is None else fused * per_rank
         assert fused is not None
         return torch.einsum("r,rbo->bo", self.rank_weights[0], fused) + self.bias
+
+
+@register_fusion("relation")
+class RelationFusion(Fusion):
+    """A Relation Network (Santoro et al. 2017): every pair of one column's tokens (the
+    "objects": a CNN's grid cells, each tagged with a learned position) is passed with
+    the other columns' pooled vectors (the question) through g, averaged over the pairs
+    present, then through f with the question.
+
+    Args:
+        objects: the column whose tokens are the objects (default: the one with the
+            most tokens in the first batch, usually the picture).
+        max_tokens: objects kept per row (pairs grow with its square).
+    """
+
+    def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
+                 objects: str | None = None, hidden: int | None = None,
+                 max_tokens: int = 64, dropout: float = 0.1) -> None:
+        super().__init__(columns, dim, out_dim)
+        if objects is not None and objects not in self.columns:
+            raise ValueError(f"objects={objects!r} is not one of the columns {self.columns}")
+        self.objects, self.max_tokens = objects, max_tokens
+        hidden = hidden or 2 * dim
+        self.position = nn.Parameter(torch.zeros(max_tokens, dim))
+        nn.init.normal_(self.position, std=0.02)
+        self.g = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                               nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.f = nn.Sequential(nn.Linear(hidden + dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                               nn.Linear(hidden, self.out_dim))
+
+    def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
+                ) -> torch.Tensor:
+        if self.objects is None:
+            self.objects = max(self.columns, key=lambda c: encoded[c].tokens.shape[1])
+        flags = self._present(encoded, present)
+        obj = encoded[self.objects]
+        tokens = obj.tokens[:, : self.max_tokens]
+        mask = obj.mask[:, : self.max_tokens] & flags[:, self.columns.index(self.objects),
+                                                      None].bool()
+        tokens = tokens + self.position[: tokens.shape[1]]
+        others = [i for i, c in enumerate(self.columns) if c != self.objects]
+        if others:  # the question: the mean of the other present columns' pooled vectors
+            pooled = torch.stack([encoded[self.columns[i]].pooled for i in others], 1)
+            w = flags[:, others]
+            question = (pooled * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1)
+        else:
+            question = torch.zeros_like(obj.pooled)
+        b, t, d = tokens.shape
+        pairs = torch.cat([tokens.unsqueeze(2).expand(b, t, t, d),
+                           tokens.unsqueeze(1).expand(b, t, t, d),
+                           question[:, None, None].expand(b, t, t, d)], dim=-1)
+        relations = self.g(pairs)  # (B, T, T, hidden)
+        pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(-1).to(relations.dtype)
+        summed = (relations * pair_mask).sum(dim=(1, 2)) / pair_mask.sum(dim=(1, 2)).clamp(min=1)
+        return self.f(torch.cat([summed, question], dim=-1))

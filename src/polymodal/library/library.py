@@ -327,15 +327,58 @@ class Library:
                                  thumbnail=r["thumbnail"], metadata=r["metadata"])
         return sorted(hits.values(), key=lambda h: -h.score)[:k]
 
+    def attach_vqa(self, predictor: str | os.PathLike[str]) -> None:
+        """Answer questions with a visual question answering model: a saved Predictor
+        that takes one picture column and one text column (the question) and predicts
+        the answer (see ``polymodal.bench.vqa``)."""
+        from polymodal.predictor import Predictor
+
+        p = Predictor.load(predictor)
+        roles = [p.roles_[c]["role"] for c in p.columns_]
+        if sorted(roles) != ["image", "text"]:
+            raise ValueError(f"{predictor}: a VQA model takes a picture and a question; "
+                             f"this one takes {dict(zip(p.columns_, roles, strict=True))}")
+        self.config["vqa"] = str(Path(predictor).resolve())
+        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
+        self._vqa = p
+
+    @property
+    def vqa(self) -> Any:
+        """The library's VQA Predictor, or None."""
+        if self.config.get("vqa") and getattr(self, "_vqa", None) is None:
+            from polymodal.predictor import Predictor
+
+            self._vqa = Predictor.load(self.config["vqa"])
+        return getattr(self, "_vqa", None)
+
     def ask(self, question: str, k: int = 5) -> Answer:
         """Find the items that bear on ``question`` and answer from them.
 
-        The answer is composed from the retrieved items' captions and metadata and
-        names the items it rests on (``method="retrieval"``)."""
+        With a VQA model attached (:meth:`attach_vqa`), the answer is its answer to the
+        question about the best-matching picture (``method="vqa"``); otherwise it is
+        composed from the retrieved items' captions and metadata
+        (``method="retrieval"``). Either way it names the items it rests on."""
         from polymodal.library.answer import compose_answer
 
-        evidence = self.search(question, k)
-        return Answer(question, compose_answer(question, evidence), evidence, "retrieval")
+        vqa = self.vqa
+        if vqa is None:
+            evidence = self.search(question, k)
+            return Answer(question, compose_answer(question, evidence), evidence,
+                          "retrieval")
+        import pandas as pd
+
+        evidence = [h for h in self.search(question, k, modality="image") if h.path]
+        if not evidence:
+            return Answer(question, "No picture in the library matches this question.",
+                          [], "vqa")
+        image_col = next(c for c in vqa.columns_ if vqa.roles_[c]["role"] == "image")
+        text_col = next(c for c in vqa.columns_ if vqa.roles_[c]["role"] == "text")
+        best = evidence[0]
+        proba = vqa.predict_proba(pd.DataFrame([{image_col: best.path,
+                                                 text_col: question}])).iloc[0]
+        answer = str(proba.idxmax())
+        return Answer(question, f"{answer} (about item {best.item}, confidence "
+                                f"{float(proba.max()):.2f})", evidence, "vqa")
 
     def __len__(self) -> int:
         return self.store.count()
