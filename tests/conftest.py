@@ -149,3 +149,16 @@ def colour_model(colours: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
     return Pretrainer(preset="tiny", path=run, max_epochs=25, batch_size=24, lr=5e-3,
                       ).fit(colours[colours.split == "train"].drop(columns=["colour"]),
                             progress=False)
+
+
+@pytest.fixture(scope="session")
+def colour_library(colour_model, colours, tmp_path_factory) -> Path:
+    """The root of a library "photos" holding the colour pictures and captions."""
+    from polymodal.library import Library
+
+    root = tmp_path_factory.mktemp("libs")
+    folder = tmp_path_factory.mktemp("photos")
+    colours.drop(columns=["split"]).to_csv(folder / "photos.csv", index=False)
+    model = colour_model.save(tmp_path_factory.mktemp("model") / "m")
+    Library.create("photos", model, root=root).index(folder / "photos.csv", progress=False)
+    return root

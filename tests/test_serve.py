@@ -12,19 +12,13 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from polymodal.library import Library
 from polymodal.serve import create_app
 from polymodal.serve.app import serve
 
 
 @pytest.fixture(scope="module")
-def served(colour_model, colours, tmp_path_factory):
-    root = tmp_path_factory.mktemp("libs")
-    folder = tmp_path_factory.mktemp("photos")
-    colours.drop(columns=["split"]).to_csv(folder / "photos.csv", index=False)
-    model = colour_model.save(tmp_path_factory.mktemp("model") / "m")
-    Library.create("photos", model, root=root).index(folder / "photos.csv", progress=False)
-    return root
+def served(colour_library):
+    return colour_library
 
 
 @pytest.fixture()

@@ -13,24 +13,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from polymodal.library import Library
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                                 "(make sysdeps installs it)")
 
 
 @pytest.fixture(scope="module")
-def server(colour_model, colours, tmp_path_factory):
+def server(colour_library):
     import uvicorn
 
     from polymodal.serve import create_app
 
-    root = tmp_path_factory.mktemp("libs")
-    folder = tmp_path_factory.mktemp("photos")
-    colours.drop(columns=["split"]).to_csv(folder / "photos.csv", index=False)
-    model = colour_model.save(tmp_path_factory.mktemp("model") / "m")
-    Library.create("photos", model, root=root).index(folder / "photos.csv", progress=False)
+    root = colour_library
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

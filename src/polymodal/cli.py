@@ -265,6 +265,29 @@ def load_train_config(config: Path | None, overrides: dict[str, object], *,
     return settings
 
 
+def _fit_from_config(target: type, config: Path | None, overrides: dict[str, object],
+                     fit_keys: set[str], required: tuple[str, ...], default_out: str
+                     ) -> tuple[Any, Path]:
+    """Build ``target`` (Predictor, Pretrainer) from a config and flags and fit it;
+    bad input exits with 1 (a bad row) or 2 (a bad setting or manifest)."""
+    from polymodal.data import MediaError
+
+    try:
+        settings = load_train_config(config, overrides, target=target, fit_keys=fit_keys,
+                                     required=required)
+        fit_args = {k: settings.pop(k) for k in list(settings) if k in fit_keys}
+        save_to = Path(str(fit_args.pop("save", None) or default_out))
+        model = target(**settings)
+        model.fit(fit_args.pop("train"), fit_args.pop("tuning", None), **fit_args)
+    except MediaError as exc:
+        out.print(f"[red]bad row:[/] {exc}\n(on_error: skip goes on and reports such rows)")
+        raise typer.Exit(1) from None
+    except (ManifestError, KeyError, ValueError, TypeError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    return model, save_to
+
+
 @app.command("train")
 def train_cmd(
     config: Annotated[Path | None, typer.Argument(help="a YAML training config")] = None,
@@ -283,24 +306,13 @@ def train_cmd(
         "--set", help="any Predictor setting KEY=VALUE (repeatable)")] = None,
 ) -> None:
     """Train a Predictor from a YAML config and/or flags, then save it."""
-    from polymodal.data import MediaError
     from polymodal.predictor import Predictor
 
-    try:
-        settings = load_train_config(config, {
-            "train": train, "label": label, "tuning": tuning, "fusion": fusion,
-            "preset": preset, "save": save, "init_from": init_from,
-            "freeze_encoders": freeze_encoders, **_parse_options(set_)})
-        fit_args = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
-        save_to = Path(str(fit_args.pop("save", None) or "model"))
-        predictor = Predictor(**settings)  # type: ignore[arg-type]
-        predictor.fit(fit_args.pop("train"), fit_args.pop("tuning", None), **fit_args)
-    except MediaError as exc:
-        out.print(f"[red]bad row:[/] {exc}\n(on_error: skip goes on and reports such rows)")
-        raise typer.Exit(1) from None
-    except (ManifestError, KeyError, ValueError, TypeError) as exc:
-        out.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    predictor, save_to = _fit_from_config(Predictor, config, {
+        "train": train, "label": label, "tuning": tuning, "fusion": fusion,
+        "preset": preset, "save": save, "init_from": init_from,
+        "freeze_encoders": freeze_encoders, **_parse_options(set_)}, TRAIN_KEYS,
+        ("train", "label"), "model")
     predictor.save(save_to)
     out.print(f"trained in {predictor.fit_seconds_:.0f}s; model saved to {save_to}; "
               f"run folder (checkpoints, logs) {predictor.run_dir_}")
@@ -376,24 +388,11 @@ def pretrain_cmd(
 ) -> None:
     """Contrastive pretraining (InfoNCE across modality pairs) on rows without labels;
     fine-tune from the result with `polymodal train --init-from`."""
-    from polymodal.data import MediaError
     from polymodal.pretraining import Pretrainer
 
-    try:
-        settings = load_train_config(config, {
-            "train": train, "tuning": tuning, "preset": preset, "save": save,
-            **_parse_options(set_)}, target=Pretrainer, fit_keys=PRETRAIN_KEYS,
-            required=("train",))
-        fit_args = {k: settings.pop(k) for k in list(settings) if k in PRETRAIN_KEYS}
-        save_to = Path(str(fit_args.pop("save", None) or "pretrained"))
-        pre = Pretrainer(**settings)  # type: ignore[arg-type]
-        pre.fit(fit_args.pop("train"), fit_args.pop("tuning", None), **fit_args)
-    except MediaError as exc:
-        out.print(f"[red]bad row:[/] {exc}\n(on_error: skip goes on and reports such rows)")
-        raise typer.Exit(1) from None
-    except (ManifestError, KeyError, ValueError, TypeError) as exc:
-        out.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    pre, save_to = _fit_from_config(Pretrainer, config, {
+        "train": train, "tuning": tuning, "preset": preset, "save": save,
+        **_parse_options(set_)}, PRETRAIN_KEYS, ("train",), "pretrained")
     pre.save(save_to)
     out.print(f"pretrained in {pre.fit_seconds_:.0f}s on pairs {pre.pair_rows_}; saved to "
               f"{save_to}; run folder {pre.run_dir_}")

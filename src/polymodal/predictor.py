@@ -257,12 +257,8 @@ class Predictor:
 
         start = time.time()
         m = self._read(train)
-        if tuning is None and m.schema.split is not None and len(m.split("val")):
-            m, tune = m.split("train"), m.split("val")
-        elif tuning is None:
-            order = np.random.default_rng(self.seed).permutation(len(m))
-            n_val = max(1, len(m) // 10)
-            m, tune = m.subset(sorted(order[n_val:])), m.subset(sorted(order[:n_val]))
+        if tuning is None:
+            m, tune = m.training_split(self.seed, fraction=0.1, minimum=1)
         else:
             tune = self._read(tuning)
         y = self._label_values(m)

@@ -340,6 +340,17 @@ class Manifest:
         mask = values.isin(wanted).to_numpy()
         return self.subset(np.flatnonzero(mask))
 
+    def training_split(self, seed: int = 0, fraction: float = 0.1, minimum: int = 1
+                       ) -> tuple[Manifest, Manifest]:
+        """(rows to train on, rows to tune on): the "train" and "val" splits when the
+        split column has a val split, else a seeded ``fraction`` of the rows (at least
+        ``minimum``) held out."""
+        if self.schema.split is not None and len(self.split("val")):
+            return self.split("train"), self.split("val")
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_val = max(minimum, int(len(self) * fraction))
+        return self.subset(sorted(order[n_val:])), self.subset(sorted(order[:n_val]))
+
     def with_schema(self, schema: Schema) -> Manifest:
         return Manifest(self.table, schema, root=self.root, source=self.source,
                         confine=self.confine)

@@ -147,12 +147,8 @@ class Pretrainer:
 
         start = time.time()
         m = Manifest.read(train)
-        if tuning is None and m.schema.split is not None and len(m.split("val")):
-            m, tune = m.split("train"), m.split("val")
-        elif tuning is None:
-            order = np.random.default_rng(self.seed).permutation(len(m))
-            n_val = max(2, len(m) // 20)
-            m, tune = m.subset(sorted(order[n_val:])), m.subset(sorted(order[:n_val]))
+        if tuning is None:
+            m, tune = m.training_split(self.seed, fraction=0.05, minimum=2)
         else:
             tune = Manifest.read(tuning)
         self.columns_ = self._columns(m)

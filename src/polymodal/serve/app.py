@@ -82,27 +82,28 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
             raise HTTPException(400, str(exc)) from None
         return {"query": q, "hits": [_hit(h) for h in hits]}
 
-    @app.post("/api/search/image", dependencies=guarded)
-    def search_image(file: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 10,
-                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-        """Items nearest to an uploaded picture."""
-        picture = _decode_upload(_read_upload(file, max_upload_bytes), "image", file.filename)
+    def search_upload(kind: str, file: UploadFile, k: int, modality: str | None
+                      ) -> dict[str, Any]:
+        query = _decode_upload(_read_upload(file, max_upload_bytes), kind, file.filename)
         try:
-            hits = lib.search(picture, k, modality or None)
+            hits = lib.search(query, k, modality or None)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"query": file.filename, "hits": [_hit(h) for h in hits]}
 
+    @app.post("/api/search/image", dependencies=guarded)
+    def search_image(file: Annotated[UploadFile, File()],
+                     k: Annotated[int, Form(ge=1, le=100)] = 10,
+                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        """Items nearest to an uploaded picture."""
+        return search_upload("image", file, k, modality)
+
     @app.post("/api/search/audio", dependencies=guarded)
-    def search_audio(file: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 10,
+    def search_audio(file: Annotated[UploadFile, File()],
+                     k: Annotated[int, Form(ge=1, le=100)] = 10,
                      modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         """Items nearest to an uploaded sound (find the picture of this sound)."""
-        sound = _decode_upload(_read_upload(file, max_upload_bytes), "audio", file.filename)
-        try:
-            hits = lib.search(sound, k, modality or None)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        return {"query": file.filename, "hits": [_hit(h) for h in hits]}
+        return search_upload("audio", file, k, modality)
 
     @app.get("/api/ask", dependencies=guarded)
     def ask(q: Annotated[str, Query(max_length=1000)],
