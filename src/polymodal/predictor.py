@@ -139,25 +139,14 @@ class Predictor:
         return m
 
     def _columns(self, m: Manifest) -> list[str]:
-        available = m.modality_columns
-        if self.modalities is None:
-            cols = list(available)
-        else:
-            cols = [c for c in available if c in self.modalities
-                    or available[c].value in self.modalities]
-            unknown = [x for x in self.modalities if x not in available
-                       and x not in {r.value for r in available.values()}]
-            if unknown:
-                named = {c: r.value for c, r in available.items()}
-                raise ValueError(f"modalities {unknown} match no modality column of "
-                                 f"{m.source}; modality columns: {named}")
+        cols = m.select_modality_columns(self.modalities)
         if not cols:
             raise ValueError(f"{m.source} has no image, audio or text column to learn from")
         for c in cols:
-            if m.table[c].isna().all() or (m.table[c].astype(str).str.strip() == "").all():
+            if m.is_empty_column(c):
                 raise ValueError(f"column {c!r} is empty in every row; drop it with "
                                  f"modalities=[...] or roles={{{c!r}: 'ignore'}}")
-        return sorted(cols)
+        return cols
 
     # -- labels -------------------------------------------------------------------
     def _infer_problem(self, y: pd.Series) -> str:

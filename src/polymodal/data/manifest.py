@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +339,29 @@ class Manifest:
                       {name.lower()})
         mask = values.isin(wanted).to_numpy()
         return self.subset(np.flatnonzero(mask))
+
+    def select_modality_columns(self, wanted: Sequence[str] | None = None) -> list[str]:
+        """The modality columns named in ``wanted`` by column name or by modality
+        ("image" picks every picture column); every one when ``wanted`` is None.
+
+        Raises:
+            ValueError: a name in ``wanted`` that matches no modality column.
+        """
+        available = self.modality_columns
+        if wanted is None:
+            return sorted(available)
+        unknown = [x for x in wanted if x not in available
+                   and x not in {r.value for r in available.values()}]
+        if unknown:
+            named = {c: r.value for c, r in available.items()}
+            raise ValueError(f"modalities {unknown} match no modality column of "
+                             f"{self.source}; modality columns: {named}")
+        return sorted(c for c in available if c in wanted or available[c].value in wanted)
+
+    def is_empty_column(self, column: str) -> bool:
+        """Is every cell of ``column`` empty?"""
+        values = self.table[column]
+        return bool(values.isna().all() or (values.astype(str).str.strip() == "").all())
 
     def training_split(self, seed: int = 0, fraction: float = 0.1, minimum: int = 1
                        ) -> tuple[Manifest, Manifest]:

@@ -91,25 +91,14 @@ class Pretrainer:
 
     # -- checks -------------------------------------------------------------------
     def _columns(self, m: Manifest) -> list[str]:
-        available = m.modality_columns
-        wanted = self.modalities
-        cols = [c for c in available if wanted is None or c in wanted
-                or available[c].value in wanted]
-        if wanted is not None:
-            unknown = [x for x in wanted if x not in available
-                       and x not in {r.value for r in available.values()}]
-            if unknown:
-                raise ValueError(f"modalities {unknown} match no modality column of "
-                                 f"{m.source}; modality columns: "
-                                 f"{ {c: r.value for c, r in available.items()} }")
-        cols = [c for c in cols if not m.table[c].isna().all()
-                and not (m.table[c].astype(str).str.strip() == "").all()]
+        cols = [c for c in m.select_modality_columns(self.modalities)
+                if not m.is_empty_column(c)]
         if len(cols) < 2:
             raise ValueError(
                 f"{m.source}: contrastive pretraining needs rows with two or more "
                 f"modalities, but the only non-empty modality column is {cols}; "
                 "add a paired column (a caption, a sound) or train a Predictor instead")
-        return sorted(cols)
+        return cols
 
     def _anchor_column(self, columns: list[str], m: Manifest) -> str | None:
         if self.anchor is None:
@@ -125,7 +114,7 @@ class Pretrainer:
     def _check_pairs(self, m: Manifest, loss: ContrastiveLoss) -> dict[str, int]:
         """Rows per pair that hold both sides; an error if no pair has two rows."""
         has = {c: ~(m.table[c].isna() | (m.table[c].astype(str).str.strip() == ""))
-               for c in loss.columns}
+               for c in loss.columns}  # per row: does it hold this column?
         counts = {f"{a}~{b}": int((has[a] & has[b]).sum()) for a, b in loss.pairs()}
         if max(counts.values(), default=0) < 2:
             raise ValueError(f"{m.source}: no row holds two of the columns {loss.columns} "
