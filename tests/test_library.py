@@ -181,3 +181,29 @@ def test_ask_with_a_vqa_model_answers_about_the_best_picture(model_dir, collecti
         lib.attach_vqa(Predictor(label="colour", preset="tiny", modalities=["image"],
                                  path=tmp_path / "img", max_epochs=1)
                        .fit(collection, progress=False).save(tmp_path / "img-model"))
+
+
+def test_a_text_generation_model_plugs_in_by_name(model_dir, collection, tmp_path):
+    """A tiny GPT-2 made here stands in for the user's own model: the plumbing, not the
+    prose, is under test."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["[UNK]", "[EOS]", "Answer", "the", "question", "from", "these", "items", ":",
+             "red", "blue"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = tmp_path / "tiny-gpt"
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]",
+                            pad_token="[EOS]").save_pretrained(folder)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=8, n_layer=1,
+                               n_head=2, bos_token_id=1, eos_token_id=1)
+                    ).save_pretrained(folder)
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    lib.index(tmp_path / "photos.csv", progress=False)
+    lib.attach_generator(str(folder))
+    answer = Library("photos", tmp_path / "libs").ask("red", k=3)
+    assert answer.method == "generation" and len(answer.evidence) == 3
+    assert all(h.item in answer.answer for h in answer.evidence)
+    with pytest.raises(ValueError, match="cannot load the text-generation model"):
+        lib.attach_generator(str(tmp_path / "no-such-model"))

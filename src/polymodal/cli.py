@@ -466,6 +466,8 @@ def index_cmd(
     root: Annotated[Path | None, typer.Option(help="where libraries live")] = None,
     vqa: Annotated[str | None, typer.Option(
         help="a saved VQA Predictor (picture + question -> answer) for `ask`")] = None,
+    generator: Annotated[str | None, typer.Option(
+        help="a text-generation model (Hugging Face name or folder) for `ask`")] = None,
 ) -> None:
     """Embed every new or changed item of SOURCE into a library (deleted ones are
     forgotten); an interrupted run resumes where it stopped."""
@@ -478,6 +480,8 @@ def index_cmd(
             lib = Library(library, root)
         if vqa is not None:
             lib.attach_vqa(vqa)
+        if generator is not None:
+            lib.attach_generator(generator)
         report = lib.index(source)
     except (ManifestError, ValueError, FileNotFoundError) as exc:
         out.print(f"[red]error:[/] {exc}")

@@ -39,3 +39,23 @@ def _shared_keys(hits: list[Any]) -> list[str]:
             if k not in keys:
                 keys.append(k)
     return keys
+
+
+def generation_prompt(question: str, evidence: list[Any]) -> str:
+    """The prompt a text-generation model answers from: the evidence, then the
+    question."""
+    lines = ["Answer the question from these items of the library."]
+    for i, h in enumerate(evidence, 1):
+        meta = ", ".join(f"{k}: {v}" for k, v in h.metadata.items() if v not in (None, ""))
+        lines.append(f"{i}. {h.text or h.item}" + (f" ({meta})" if meta else ""))
+    lines += [f"Question: {question}", "Answer:"]
+    return "\n".join(lines)
+
+
+def generate_answer(question: str, evidence: list[Any], generator: Any,
+                    max_new_tokens: int = 64) -> str:
+    """A text-generation pipeline's answer from the evidence, with the items named."""
+    out = generator(generation_prompt(question, evidence), max_new_tokens=max_new_tokens,
+                    do_sample=False, return_full_text=False)
+    text = out[0]["generated_text"].strip()
+    return f"{text} (from items: {', '.join(h.item for h in evidence)})"

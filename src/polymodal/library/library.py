@@ -351,18 +351,38 @@ class Library:
             self._vqa = Predictor.load(self.config["vqa"])
         return getattr(self, "_vqa", None)
 
+    def attach_generator(self, model: str) -> None:
+        """Compose answers with a text-generation model of your own: a Hugging Face
+        name (from the local cache; nothing is downloaded unless you allow it) or a
+        local folder. Without one, answers are composed from the evidence directly."""
+        self._generator = _text_generation(model)
+        self.config["generator"] = model
+        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
+
+    @property
+    def generator(self) -> Any:
+        """The library's text-generation pipeline, or None."""
+        if self.config.get("generator") and getattr(self, "_generator", None) is None:
+            self._generator = _text_generation(self.config["generator"])
+        return getattr(self, "_generator", None)
+
     def ask(self, question: str, k: int = 5) -> Answer:
         """Find the items that bear on ``question`` and answer from them.
 
         With a VQA model attached (:meth:`attach_vqa`), the answer is its answer to the
         question about the best-matching picture (``method="vqa"``); otherwise it is
         composed from the retrieved items' captions and metadata
-        (``method="retrieval"``). Either way it names the items it rests on."""
-        from polymodal.library.answer import compose_answer
+        (``method="retrieval"``), or written by an attached text-generation model from
+        that evidence (``method="generation"``). Either way it names the items it rests
+        on."""
+        from polymodal.library.answer import compose_answer, generate_answer
 
         vqa = self.vqa
         if vqa is None:
             evidence = self.search(question, k)
+            if self.generator is not None and evidence:
+                return Answer(question, generate_answer(question, evidence, self.generator),
+                              evidence, "generation")
             return Answer(question, compose_answer(question, evidence), evidence,
                           "retrieval")
         import pandas as pd
@@ -398,6 +418,18 @@ class Library:
         if self.folder.resolve() not in path.parents or not path.is_file():
             raise FileNotFoundError(f"{relative!r} is not a file of library {self.name!r}")
         return path
+
+
+def _text_generation(model: str) -> Any:
+    """A transformers text-generation pipeline on the CPU (or the first GPU)."""
+    import torch
+    from transformers import pipeline
+
+    try:
+        return pipeline("text-generation", model=model,
+                        device=0 if torch.cuda.is_available() else -1)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load the text-generation model {model!r}: {exc}") from None
 
 
 def _plain(value: Any) -> Any:
