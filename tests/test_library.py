@@ -207,3 +207,16 @@ def test_a_text_generation_model_plugs_in_by_name(model_dir, collection, tmp_pat
     assert all(h.item in answer.answer for h in answer.evidence)
     with pytest.raises(ValueError, match="cannot load the text-generation model"):
         lib.attach_generator(str(tmp_path / "no-such-model"))
+
+
+def test_builtin_model_is_trained_once_then_reused(tmp_path, monkeypatch):
+    from polymodal.library import builtin
+
+    monkeypatch.setenv("POLYMODAL_DATA", str(tmp_path / "data"))
+    folder = builtin.builtin_model("builtin:lit-tuxpaint", root=tmp_path, quick=True)
+    assert (folder / "config.yaml").exists()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    again = builtin.builtin_model("lit-tuxpaint", root=tmp_path, quick=True)
+    assert again == folder and (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="no builtin model"):
+        builtin.builtin_model("builtin:clip")

@@ -458,8 +458,8 @@ def index_cmd(
     source: Annotated[str, typer.Argument(help="a folder of media or a manifest")],
     library: Annotated[str, typer.Option(help="the library's name")],
     model: Annotated[str | None, typer.Option(
-        help="a pretrained checkpoint (polymodal pretrain); needed for a new library")
-    ] = None,
+        help="a pretrained checkpoint (polymodal pretrain) or builtin:lit-tuxpaint; "
+             "needed for a new library")] = None,
     backend: Annotated[str, typer.Option(help="lancedb (local) or milvus")] = "lancedb",
     uri: Annotated[str | None, typer.Option(help="Milvus: a file (milvus-lite) or a "
                                                   "server address")] = None,

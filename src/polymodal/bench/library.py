@@ -17,7 +17,6 @@ import numpy as np
 from polymodal.bench.report import Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
-from polymodal.data.bundled.registry import data_home
 from polymodal.library.store import INDEX_FROM, NPROBES, ann_index_config
 
 RESULTS = Path("bench-results")
@@ -29,19 +28,10 @@ def _quiet() -> None:
 
 
 def tuxpaint_model(quick: bool = False) -> Path:
-    """A LiT model of tuxpaint's train split: locked EfficientNet-Lite0 and MiniLM,
-    trained heads (made once, then reused)."""
-    from polymodal.pretraining import Pretrainer
+    """The builtin LiT model of tuxpaint's train split (made once, then reused)."""
+    from polymodal.library.builtin import builtin_model
 
-    folder = MODEL.with_name(MODEL.name + ("-quick" if quick else ""))
-    if (folder / "config.yaml").exists():
-        return folder
-    m = Manifest.read(make_dataset("tuxpaint", limit=3 if quick else None))
-    pre = Pretrainer(modalities=["image", "caption"], preset="pretrained", seed=0,
-                     max_epochs=2 if quick else 40, cache_dir=data_home() / "feature-cache",
-                     path=RESULTS / "runs" / "lit-tuxpaint")
-    pre.fit(m.split("train"), m.split("val"), progress=False)
-    return pre.save(folder)
+    return builtin_model("lit-tuxpaint", root=RESULTS / "pretrained", quick=quick)
 
 
 def index_and_answers(quick: bool = False) -> Section:
@@ -99,8 +89,9 @@ def index_and_answers(quick: bool = False) -> Section:
     ]
     chance = {k: min(1.0, k / len(test_ids)) for k in (1, 5, 10)}
     section.notes = (
-        f"tuxpaint ({len(m)} rows: a picture and a caption each) with a LiT model trained "
-        "on its train split (locked EfficientNet-Lite0 and MiniLM, trained heads). The "
+        f"tuxpaint ({len(m)} rows: a picture and a caption each) with the builtin model "
+        "`builtin:lit-tuxpaint` (locked EfficientNet-Lite0 and MiniLM, heads trained on "
+        "tuxpaint's train split). The "
         "baseline embeds the same cells with the same model and stores nothing; indexing "
         "also hashes every file, writes thumbnails and upserts into LanceDB. Ratios above "
         "1 are faster than the baseline. **Answer quality**: each of the "

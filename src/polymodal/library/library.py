@@ -113,15 +113,18 @@ class Library:
         """Make (or reopen, if it has the same model) library ``name``.
 
         Args:
-            model: a saved Pretrainer (polymodal pretrain) whose space holds the items.
+            model: a saved Pretrainer (polymodal pretrain) whose space holds the items,
+                or ``"builtin:lit-tuxpaint"`` (trained here on first use).
             backend: "lancedb" (local folder, in process) or "milvus".
             uri: Milvus only: a file for milvus-lite (default: in the library folder)
                 or a server address.
         """
+        from polymodal.library.builtin import resolve_model
+
         folder = Path(root or library_home()) / check_name(name)
         if backend not in ("lancedb", "milvus"):
             raise ValueError(f"unknown backend {backend!r}; use 'lancedb' or 'milvus'")
-        model = str(Path(model).resolve())
+        model = str(resolve_model(model).resolve())
         config_path = folder / CONFIG
         if config_path.exists():
             config = yaml.safe_load(config_path.read_text())
