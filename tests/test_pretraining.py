@@ -140,6 +140,8 @@ def test_pretraining_aligns_pictures_and_captions(pretrained, colours):
 def test_untrained_projections_are_near_chance(colours, tmp_path):
     fresh = Pretrainer(preset="tiny", path=tmp_path, max_epochs=0).fit(
         colours[colours.split == "train"], progress=False)
+    assert not (tmp_path / "logs" / "metrics.csv").exists() or "train_loss" not in (
+        tmp_path / "logs" / "metrics.csv").read_text()  # max_epochs=0 trains nothing
     zero = fresh.evaluate_zero_shot(colours[colours.split == "test"], "image", "colour")
     assert zero["accuracy"] < 0.6
 

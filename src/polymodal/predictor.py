@@ -303,7 +303,8 @@ class Predictor:
         self.class_weights_ = weights
         lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
                             class_weights=weights)
-        trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
+        epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
+        trainer = make_trainer(self.run_dir_, max_epochs=epochs,
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
                                precision=self.precision,

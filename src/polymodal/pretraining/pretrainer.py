@@ -176,7 +176,8 @@ class Pretrainer:
         self.model_ = ContrastiveModel(self._encoders, self.dim_, self.projection, cached=frozen)
         self.loss_ = loss
         lit = LitContrastive(self.model_, loss, lr=self.lr or preset.lr)
-        trainer = make_trainer(self.run_dir_, max_epochs=self.max_epochs or preset.max_epochs,
+        epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
+        trainer = make_trainer(self.run_dir_, max_epochs=epochs,
                                patience=self.patience, time_limit=time_limit, devices=devices,
                                has_validation=len(tune) > 1, progress=progress,
                                precision=self.precision,
