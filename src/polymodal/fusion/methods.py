@@ -159,7 +159,13 @@ class LowRankFusion(Fusion):
         self.factors = nn.ParameterDict({
             c: nn.Parameter(torch.empty(rank, dim + 1, self.out_dim)) for c in self.columns})
         for p in self.factors.values():
-            nn.init.xavier_normal_(p)
+            # each factor starts near 1 on the appended constant and small elsewhere, so
+            # the product starts as 1 + a sum of per-column terms (an additive model)
+            # and grows interactions from there; a missing column (z = [0, ..., 0, 1])
+            # multiplies by its constant row and drops out of the product
+            nn.init.normal_(p, std=(2.0 / (dim + 1 + self.out_dim)) ** 0.5)
+            with torch.no_grad():
+                p[:, -1, :].add_(1.0)
         self.rank_weights = nn.Parameter(torch.full((1, rank), 1.0 / rank))
         self.bias = nn.Parameter(torch.zeros(self.out_dim))
 
