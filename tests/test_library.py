@@ -220,3 +220,16 @@ def test_builtin_model_is_trained_once_then_reused(tmp_path, monkeypatch):
     assert again == folder and (folder / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="no builtin model"):
         builtin.builtin_model("builtin:clip")
+
+
+def test_bad_files_are_skipped_and_reported_with_their_place(model_dir, collection, tmp_path):
+    broken = collection.copy()
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    broken.loc[3, "image"] = str(tmp_path / "broken.png")
+    broken.loc[4, "image"] = str(tmp_path / "missing.png")
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    report = lib.index(tmp_path / "broken.csv", progress=False)
+    assert len(report.problems) == 2
+    assert any("row 4" in p and "image" in p for p in report.problems), report.problems
+    assert report.added == 2 * len(collection) - 2  # every other facet is there

@@ -247,7 +247,7 @@ class Library:
             for (row, key, content, value), vector in zip(entries, vectors, strict=True):
                 path = m.resolve(row, c) if modality != "text" or \
                     m.schema[c].source == "path" else None
-                texts = [t for t in (m.decode(row, t) for t in text_columns) if t]
+                texts = [t for t in (_text_or_none(m, row, t) for t in text_columns) if t]
                 records.append({
                     "key": key, "item": ids[row], "column": c, "modality": modality,
                     "content": content, "source": source,
@@ -421,6 +421,15 @@ class Library:
         if self.folder.resolve() not in path.parents or not path.is_file():
             raise FileNotFoundError(f"{relative!r} is not a file of library {self.name!r}")
         return path
+
+
+def _text_or_none(m: Manifest, row: int, column: str) -> str | None:
+    """A row's text for display; a text file that cannot be read shows nothing (its own
+    facet reports the problem)."""
+    try:
+        return m.decode(row, column)
+    except MediaError:
+        return None
 
 
 def _text_generation(model: str) -> Any:
