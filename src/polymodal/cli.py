@@ -577,6 +577,36 @@ def serve_cmd(
         raise typer.Exit(2) from None
 
 
+@app.command("recommend")
+def recommend_cmd(
+    items: Annotated[str, typer.Argument(help="the catalogue: a manifest of items")],
+    model: Annotated[str, typer.Option(help="a pretrained checkpoint that embeds them")],
+    likes: Annotated[str, typer.Option(help="ids of the items the user liked, "
+                                            "comma-separated")],
+    k: Annotated[int, typer.Option(help="how many items")] = 10,
+    interactions: Annotated[Path | None, typer.Option(
+        help="CSV of user,item likes to train the two towers on")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Recommend catalogue items from the items a user liked (multimodal embeddings;
+    two towers trained on --interactions when given)."""
+    import pandas as pd
+
+    from polymodal.apps import Recommender
+
+    try:
+        rec = Recommender(model).fit(items, pd.read_csv(interactions, dtype=str)
+                                     if interactions else None)
+        top = rec.recommend([x.strip() for x in likes.split(",") if x.strip()], k)
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
+        out.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        print(top.to_json(orient="records", indent=2))
+    else:
+        out.print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo writes")] = None,
