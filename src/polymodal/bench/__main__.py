@@ -14,6 +14,7 @@ from polymodal.bench import (
     fusion,
     library,
     pretraining,
+    recommend,
     robustness,
     training,
     tuxpaint,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "library-search": library.search_latency,
     "library-http": library.http_load,
     "vqa-sort-of-clevr": vqa.run,
+    "recommend-tuxpaint": recommend.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,
