@@ -233,3 +233,29 @@ def test_bad_files_are_skipped_and_reported_with_their_place(model_dir, collecti
     assert len(report.problems) == 2
     assert any("row 4" in p and "image" in p for p in report.problems), report.problems
     assert report.added == 2 * len(collection) - 2  # every other facet is there
+
+
+def test_a_second_indexer_is_refused_while_one_runs(model_dir, collection, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    holder = textwrap.dedent(f"""
+        import fcntl, sys, time
+        fh = open({str(lib.folder / 'index.lock')!r}, "a+")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write("pid 4242"); fh.flush()
+        print("locked", flush=True)
+        time.sleep(30)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(RuntimeError, match="being indexed by pid 4242"):
+            lib.index(tmp_path / "photos.csv", progress=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    report = lib.index(tmp_path / "photos.csv", progress=False)  # the lock died with it
+    assert report.added == 2 * len(collection)

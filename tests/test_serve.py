@@ -68,6 +68,9 @@ def test_bad_requests_are_4xx(client, served, tmp_path):
     big = TestClient(create_app("photos", served, max_upload_bytes=20))
     over = big.post("/api/search/image", files={"file": ("q.png", _png(), "image/png")})
     assert over.status_code == 413
+    huge = big.post("/api/search/image", content=b"x" * (200 * 1024),
+                    headers={"content-type": "multipart/form-data; boundary=b"})
+    assert huge.status_code == 413 and "over the limit" in huge.json()["detail"]
     wav = io.BytesIO()
     sf.write(wav, np.zeros(1600, dtype=np.float32), 16000, format="WAV")
     no_tower = client.post("/api/search/audio",

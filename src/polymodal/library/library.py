@@ -10,8 +10,10 @@ picture or with a sound::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +175,42 @@ class Library:
         """Embed every item of ``source`` (a folder or a manifest) that is new or
         changed since the last run (by content hash), and forget the items of this
         source that are gone. Each batch is stored as it is embedded, so an interrupted
-        run resumes where it stopped, without duplicates."""
+        run resumes where it stopped, without duplicates. One indexer runs at a time
+        per library (a second is refused with a clear error)."""
+        with self._index_lock():
+            return self._index(source, batch_size=batch_size, progress=progress,
+                               on_error=on_error)
+
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        """One indexer at a time per library: a second one is refused with a clear
+        message instead of racing (searches go on: LanceDB reads a consistent
+        version)."""
+        import fcntl
+
+        path = self.folder / "index.lock"
+        with path.open("a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RuntimeError(f"library {self.name!r} is being indexed by {holder}; "
+                                   "wait for it to finish (an interrupted run releases "
+                                   "the lock when its process ends)") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _index(self, source: str | os.PathLike[str] | Any, *, batch_size: int,
+               progress: bool, on_error: str) -> IndexReport:
         from polymodal.encoders.cache import content_key
         from polymodal.progress import progress_bar
 

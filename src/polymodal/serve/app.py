@@ -64,6 +64,18 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
 
     guarded = [Depends(check_key)]
 
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
+        """Refuse a body over the limit from its Content-Length, before reading it."""
+        from fastapi.responses import JSONResponse
+
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and \
+                int(length) > max_upload_bytes + 64 * 1024:  # room for the form's fields
+            return JSONResponse({"detail": f"request body over the limit of "
+                                           f"{max_upload_bytes // 2**20} MB"}, status_code=413)
+        return await call_next(request)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "library": library, "facets": len(lib)}
