@@ -44,7 +44,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
                 start = time.perf_counter()
                 p = Predictor(label="label", fusion=fusion, preset="fast", max_epochs=epochs,
                               drop_modality=p_drop, seed=seed,
-                              path="bench-results/runs/robust")
+                              path=f"bench-results/runs/robust-{seed}")
                 with PeakMemory() as memory:
                     p.fit(manifest, progress=False)
                 seconds = time.perf_counter() - start
