@@ -158,6 +158,11 @@ def label_efficiency(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2),
             if not train and not all((dataset, f, i, seed) in log for f in FRACTIONS
                                      for i in INITS):
                 continue
+            if not train:  # report only: never pretrain again
+                pre_log[(dataset, seed)] = ResultLog(
+                    RESULTS / ("pretrain-quick.jsonl" if quick else "pretrain.jsonl"),
+                    ("dataset", "seed"))[(dataset, seed)]
+                continue
             checkpoint, pre_log[(dataset, seed)] = _pretrained(dataset, manifest, seed, quick)
             for fraction in FRACTIONS:
                 tr = few_labels(manifest.split("train"), fraction, seed)
