@@ -107,6 +107,11 @@ class Library:
         self.config = yaml.safe_load(config_path.read_text())
         self._model: Any = None
         self._store: VectorStore | None = None
+        self._vqa: Any = None
+        self._generator: Any = None
+
+    def _save_config(self) -> None:
+        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
 
     @classmethod
     def create(cls, name: str, model: str | os.PathLike[str], *,
@@ -225,6 +230,7 @@ class Library:
         ids = m.ids()
         report = IndexReport()
         todo: list[tuple[int, str, str, str]] = []  # row, column, key, content
+        contents: dict[tuple[int, str], str] = {}  # every cell's hash, for thumbnails
         seen: set[str] = set()
         for row in range(len(m)):
             for c in columns:
@@ -237,6 +243,7 @@ class Library:
                     continue
                 if content is None:
                     continue
+                contents[(row, c)] = content
                 key = f"{source_id}::{ids[row]}::{c}"
                 seen.add(key)
                 if known.get(key) == content:
@@ -249,7 +256,7 @@ class Library:
         with progress_bar(f"indexing into {self.name}", len(todo), enabled=progress) as advance:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start: start + batch_size]
-                records = self._records(m, chunk, source_id, columns, report)
+                records = self._records(m, ids, chunk, source_id, contents, report)
                 self.store.upsert(records)
                 for r in records:
                     if r["key"] in known:
@@ -263,9 +270,10 @@ class Library:
             store.build_index()  # past INDEX_FROM vectors an exact scan gets slow
         return report
 
-    def _records(self, m: Manifest, chunk: list[tuple[int, str, str, str]], source: str,
-                 columns: list[str], report: IndexReport) -> list[dict[str, Any]]:
-        ids = m.ids()
+    def _records(self, m: Manifest, ids: list[str], chunk: list[tuple[int, str, str, str]],
+                 source: str, contents: dict[tuple[int, str], str], report: IndexReport
+                 ) -> list[dict[str, Any]]:
+        """Embed a chunk of cells (a batch per column) into store records."""
         by_column: dict[str, list[tuple[int, str, str, Any]]] = {}
         for row, c, key, content in chunk:
             try:
@@ -274,53 +282,60 @@ class Library:
                 report.problems.append(str(err))
                 continue
             by_column.setdefault(c, []).append((row, key, content, value))
-        records = []
         meta_columns = [c for c, spec in m.schema.columns.items()
                         if spec.role in (Role.LABEL, Role.CATEGORICAL, Role.NUMERIC)]
         text_columns = [c for c, role in m.modality_columns.items() if role is Role.TEXT]
+        image_columns = [c for c, role in m.modality_columns.items() if role is Role.IMAGE]
+        shown: dict[int, dict[str, Any]] = {}  # per row: what every facet of it shows
+
+        def show(row: int) -> dict[str, Any]:
+            if row not in shown:
+                texts = [t for t in (_text_or_none(m, row, t) for t in text_columns) if t]
+                shown[row] = {
+                    "item": ids[row], "source": source, "text": " / ".join(texts),
+                    "thumbnail": self._row_thumbnail(m, row, image_columns, contents),
+                    "metadata": {k: _plain(m.table[k].iloc[row]) for k in meta_columns}}
+            return shown[row]
+
+        records = []
         for c, entries in by_column.items():
             modality = m.modality_columns[c].value
             vectors = self.model.embed_values(self.tower(modality), [e[3] for e in entries])
             for (row, key, content, value), vector in zip(entries, vectors, strict=True):
                 path = m.resolve(row, c) if modality != "text" or \
                     m.schema[c].source == "path" else None
-                texts = [t for t in (_text_or_none(m, row, t) for t in text_columns) if t]
-                records.append({
-                    "key": key, "item": ids[row], "column": c, "modality": modality,
-                    "content": content, "source": source,
-                    "path": str(path) if path else "", "text": " / ".join(texts),
-                    "thumbnail": self._thumbnail(value, content) if modality == "image"
-                    else self._row_thumbnail(m, row),
-                    "metadata": {k: _plain(m.table[k].iloc[row]) for k in meta_columns},
-                    "vector": vector})
+                record = {**show(row), "key": key, "column": c, "modality": modality,
+                          "content": content, "path": str(path) if path else "",
+                          "vector": vector}
+                if modality == "image":  # a picture shows itself
+                    record["thumbnail"] = self._thumbnail(content, value)
+                records.append(record)
         return records
 
-    def _row_thumbnail(self, m: Manifest, row: int) -> str:
-        """The thumbnail of a row's first picture, shown for its other facets too (a
-        caption that matched shows its picture); "" if the row has none."""
+    def _row_thumbnail(self, m: Manifest, row: int, image_columns: list[str],
+                       contents: dict[tuple[int, str], str]) -> str:
+        """The thumbnail of a row's first readable picture, shown for its other facets
+        too (a caption that matched shows its picture); "" if the row has none."""
         from polymodal.encoders.cache import content_key
 
-        for c, role in m.modality_columns.items():
-            if role is not Role.IMAGE:
-                continue
-            try:
-                content = content_key(m, row, c)
+        for c in image_columns:
+            try:  # hashed during the scan unless the model does not embed pictures
+                content = contents.get((row, c)) or content_key(m, row, c)
                 if content is not None:
-                    name = f"thumbnails/{content[:2]}/{content}.jpg"
-                    if (self.folder / name).exists():
-                        return name
-                    return self._thumbnail(m.decode(row, c), content)
+                    return self._thumbnail(content, lambda c=c: m.decode(row, c))
             except MediaError:
                 return ""
         return ""
 
-    def _thumbnail(self, image: Image.Image, content: str) -> str:
-        """A JPEG thumbnail in the library folder; its name there."""
+    def _thumbnail(self, content: str, image: Image.Image | Any) -> str:
+        """A JPEG thumbnail of the picture with hash ``content`` in the library folder
+        (made once; ``image`` may be a function that decodes it); its name there."""
         name = f"thumbnails/{content[:2]}/{content}.jpg"
         path = self.folder / name
         if not path.exists():
+            picture = image if isinstance(image, Image.Image) else image()
             path.parent.mkdir(parents=True, exist_ok=True)
-            thumb = image.convert("RGB")
+            thumb = picture.convert("RGB")
             thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             tmp = path.with_suffix(".tmp")
             thumb.save(tmp, "JPEG", quality=85)
@@ -379,17 +394,17 @@ class Library:
             raise ValueError(f"{predictor}: a VQA model takes a picture and a question; "
                              f"this one takes {dict(zip(p.columns_, roles, strict=True))}")
         self.config["vqa"] = str(Path(predictor).resolve())
-        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
+        self._save_config()
         self._vqa = p
 
     @property
     def vqa(self) -> Any:
         """The library's VQA Predictor, or None."""
-        if self.config.get("vqa") and getattr(self, "_vqa", None) is None:
+        if self.config.get("vqa") and self._vqa is None:
             from polymodal.predictor import Predictor
 
             self._vqa = Predictor.load(self.config["vqa"])
-        return getattr(self, "_vqa", None)
+        return self._vqa
 
     def attach_generator(self, model: str) -> None:
         """Compose answers with a text-generation model of your own: a Hugging Face
@@ -397,14 +412,14 @@ class Library:
         local folder. Without one, answers are composed from the evidence directly."""
         self._generator = _text_generation(model)
         self.config["generator"] = model
-        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
+        self._save_config()
 
     @property
     def generator(self) -> Any:
         """The library's text-generation pipeline, or None."""
-        if self.config.get("generator") and getattr(self, "_generator", None) is None:
+        if self.config.get("generator") and self._generator is None:
             self._generator = _text_generation(self.config["generator"])
-        return getattr(self, "_generator", None)
+        return self._generator
 
     def ask(self, question: str, k: int = 5) -> Answer:
         """Find the items that bear on ``question`` and answer from them.
