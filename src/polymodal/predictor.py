@@ -27,7 +27,6 @@ from polymodal.data import Manifest, MultimodalDataset, SkipReport
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
 from polymodal.data.noise import noisy
-from polymodal.data.schema import Schema
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
@@ -356,11 +355,7 @@ class Predictor:
         return (np.concatenate(rows) if rows else np.zeros((0, 1))), m
 
     def _read_for_inference(self, data: Any) -> Manifest:
-        m = Manifest.read(data)
-        known = {c: spec for c, spec in self.roles_.items() if c in m.table.columns}
-        if any(m.schema.to_dict().get(c) != spec for c, spec in known.items()):
-            merged = {**m.schema.to_dict(), **known}
-            m = m.with_schema(Schema.from_dict(merged))
+        m = Manifest.read(data).with_roles(self.roles_)
         missing = [c for c in self.columns_ if c not in m.table.columns]
         if missing:
             raise ManifestError(f"{m.source}: columns {missing} that the model was trained "

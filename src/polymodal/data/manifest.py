@@ -378,3 +378,12 @@ class Manifest:
         return Manifest(self.table, schema, root=self.root, source=self.source,
                         confine=self.confine)
 
+    def with_roles(self, roles: Mapping[str, Mapping[str, str]]) -> Manifest:
+        """This manifest with the saved ``roles`` (``Schema.to_dict`` form) applied to the
+        columns it has: a model reads new data as it read its training data."""
+        current = self.schema.to_dict()
+        known = {c: spec for c, spec in roles.items() if c in self.table.columns}
+        if all(current.get(c) == spec for c, spec in known.items()):
+            return self
+        return self.with_schema(Schema.from_dict({**current, **known}))
+

@@ -23,7 +23,7 @@ from polymodal.checkpoint import build_encoders, load_weights, read_checkpoint, 
 from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError
-from polymodal.data.schema import Role, Schema
+from polymodal.data.schema import Role
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures, content_key
 from polymodal.encoders.registry import build_encoder
@@ -203,9 +203,8 @@ class Pretrainer:
     def _dataset(self, m: Manifest, on_error: OnError = "raise",
                  columns: Sequence[str] | None = None) -> MultimodalDataset:
         columns = list(columns or self.columns_)
-        cached = getattr(self.model_, "cached", set()) if hasattr(self, "model_") else set()
-        loaders = {c: f for c, f in getattr(self, "_cache_loaders", {}).items()
-                   if c in cached and c in columns}
+        loaders = {c: f for c, f in self._cache_loaders.items()
+                   if c in self.model_.cached and c in columns}
         return MultimodalDataset(m, columns=columns,
                                  transforms={c: self._encoders[c].preprocess for c in columns},
                                  on_error=on_error, cell_loaders=loaders)
@@ -224,11 +223,7 @@ class Pretrainer:
                                "Pretrainer.load(path) first")
 
     def _read(self, data: Any) -> Manifest:
-        m = Manifest.read(data)
-        known = {c: spec for c, spec in self.roles_.items() if c in m.table.columns}
-        if any(m.schema.to_dict().get(c) != spec for c, spec in known.items()):
-            m = m.with_schema(Schema.from_dict({**m.schema.to_dict(), **known}))
-        return m
+        return Manifest.read(data).with_roles(self.roles_)
 
     def _column(self, column: str) -> str:
         if column not in self.columns_:
@@ -334,18 +329,24 @@ class Pretrainer:
         m = self._read(data)
         columns = [c for c in self.columns_ if c in m.table.columns]
         directions = list(directions or [(a, b) for a in columns for b in columns if a != b])
-        emb = self.embed(m, sorted({c for d in directions for c in d}))
+        used = sorted({c for d in directions for c in d})
+        emb = self.embed(m, used)
+        keys = {c: [content_key(m, r, c) if not np.isnan(emb[c][r, 0]) else None
+                    for r in range(len(m))] for c in used}  # each file hashed once
         rows = []
         for q, g in directions:
             both = [r for r in range(len(m))
-                    if not np.isnan(emb[q][r, 0]) and not np.isnan(emb[g][r, 0])]
+                    if keys[q][r] is not None and keys[g][r] is not None]
             if not both:
                 continue
-            q_keys = [content_key(m, r, q) or "" for r in both]
-            g_keys = [content_key(m, r, g) or "" for r in both]
+            q_keys = [keys[q][r] for r in both]
+            g_keys = [keys[g][r] for r in both]
             queries, gallery, relevant = co_occurrence(q_keys, g_keys)
-            first_q = {k: both[q_keys.index(k)] for k in queries}
-            first_g = {k: both[g_keys.index(k)] for k in gallery}
+            first_q: dict[str, int] = {}
+            first_g: dict[str, int] = {}
+            for r, qk, gk in zip(both, q_keys, g_keys, strict=True):
+                first_q.setdefault(qk, r)
+                first_g.setdefault(gk, r)
             metrics = retrieval_metrics(emb[q][[first_q[k] for k in queries]],
                                         emb[g][[first_g[k] for k in gallery]], relevant, ks)
             rows.append({"direction": f"{q} -> {g}", "gallery": len(gallery), **metrics})
@@ -365,10 +366,7 @@ class Pretrainer:
                   "encoders": {c: {"name": n, "options": o}
                                for c, (n, o) in self.encoder_specs_.items()},
                   "preset": self.preset, "seed": self.seed}
-        holder = torch.nn.Module()
-        holder.encoders, holder.heads = self.model_.encoders, self.model_.heads
-        holder.log_scale = self.loss_.log_scale
-        return write_checkpoint(path, holder, config)
+        return write_checkpoint(path, _saved_parts(self.model_, self.loss_), config)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Pretrainer:
@@ -386,12 +384,19 @@ class Pretrainer:
         p._encoders = build_encoders(p.encoder_specs_, extra)
         p.model_ = ContrastiveModel(p._encoders, p.dim_, p.projection)
         p.loss_ = ContrastiveLoss(p.columns_, p.dim_, anchor=config["anchor"])
-        holder = torch.nn.Module()
-        holder.encoders, holder.heads = p.model_.encoders, p.model_.heads
-        holder.log_scale = p.loss_.log_scale
-        load_weights(holder, state, extra, path)
+        p._cache_loaders = {}
+        load_weights(_saved_parts(p.model_, p.loss_), state, extra, path)
         p.model_.eval()
         return p
+
+
+def _saved_parts(model: ContrastiveModel, loss: ContrastiveLoss) -> torch.nn.Module:
+    """What a checkpoint holds: the encoders, the heads and the temperature (not the
+    loss's queue)."""
+    holder = torch.nn.Module()
+    holder.encoders, holder.heads = model.encoders, model.heads
+    holder.log_scale = loss.log_scale
+    return holder
 
 
 def pretrained_encoders(path: str | os.PathLike[str], columns: Sequence[str],
