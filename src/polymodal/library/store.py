@@ -132,9 +132,10 @@ class LanceStore(VectorStore):
                ) -> list[dict[str, Any]]:
         if self._table is None:
             return []
-        query = self.table.search(np.asarray(vector, np.float32)).metric("cosine").limit(k)
-        if self.indexed:
-            query = query.nprobes(NPROBES)
+        # nprobes matters once an ANN index exists and is ignored by an exact scan, so
+        # the hot path need not ask which one this table has
+        query = (self.table.search(np.asarray(vector, np.float32)).metric("cosine")
+                 .nprobes(NPROBES).limit(k))
         if modality is not None:
             query = query.where(f"modality = '{_escape(modality)}'", prefilter=True)
         out = []
