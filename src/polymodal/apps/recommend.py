@@ -120,9 +120,9 @@ class Recommender:
         towers = TwoTower(items.shape[1])
         optimizer = torch.optim.AdamW(towers.parameters(), lr=self.lr, weight_decay=1e-4)
         for _ in range(self.epochs):
+            order = rng.permutation(len(pairs))  # each pair once per epoch
             for start in range(0, len(pairs), self.batch_size):
-                batch = [pairs[j] for j in rng.permutation(len(pairs))[start:
-                                                                      start + self.batch_size]]
+                batch = [pairs[j] for j in order[start: start + self.batch_size]]
                 context = torch.stack([items[[x for k, x in enumerate(h) if k != i]].mean(0)
                                        for h, i in batch])
                 targets = torch.tensor([h[i] for h, i in batch])
