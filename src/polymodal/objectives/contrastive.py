@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from polymodal.model import module_key
+
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every process (rank order) with this process's slice still
@@ -88,7 +90,7 @@ class ContrastiveLoss(nn.Module):
         self.anchor = anchor
         scale = torch.tensor(math.log(1 / temperature))
         self.log_scale = nn.Parameter(scale, requires_grad=learn_temperature)
-        self.queues = nn.ModuleDict({c.replace(".", "\u2024"): NegativeQueue(queue_size, dim)
+        self.queues = nn.ModuleDict({module_key(c): NegativeQueue(queue_size, dim)
                                      for c in self.columns} if queue_size else {})
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -96,9 +98,13 @@ class ContrastiveLoss(nn.Module):
             return list(itertools.combinations(self.columns, 2))
         return [(self.anchor, c) for c in self.columns if c != self.anchor]
 
+    def scale(self) -> torch.Tensor:
+        """The inverse temperature, clamped at 100 as CLIP does."""
+        return self.log_scale.clamp(max=math.log(100)).exp()
+
     @property
     def temperature(self) -> float:
-        return float(1 / self.log_scale.detach().clamp(max=math.log(100)).exp())
+        return float(1 / self.scale().detach())
 
     def forward(self, embeddings: Mapping[str, torch.Tensor],
                 present: Mapping[str, torch.Tensor],
@@ -109,7 +115,7 @@ class ContrastiveLoss(nn.Module):
         ``groups`` gives, per column, a content id per row: rows with the same id hold
         the same file or text and are not each other's negatives.
         """
-        scale = self.log_scale.clamp(max=math.log(100)).exp()
+        scale = self.scale()
         emb = {c: gather_with_grad(embeddings[c]) for c in self.columns}
         has = {c: gather_with_grad(present[c].to(torch.uint8)).bool() for c in self.columns}
         ids = {c: gather_with_grad(groups[c]) for c in self.columns} if groups else None
@@ -128,7 +134,7 @@ class ContrastiveLoss(nn.Module):
                                             exclude=exclude, extra_a=qa, extra_b=qb)
         if self.training and self.queues:
             for c in self.columns:
-                self.queues[c.replace(".", "\u2024")].push(emb[c][has[c]])
+                self.queues[module_key(c)].push(emb[c][has[c]])
         if not losses:
             return next(iter(embeddings.values())).sum() * 0.0, losses
         return torch.stack(list(losses.values())).mean(), losses
@@ -136,4 +142,4 @@ class ContrastiveLoss(nn.Module):
     def _queued(self, column: str) -> torch.Tensor | None:
         if not self.queues:
             return None
-        return self.queues[column.replace(".", "\u2024")].items
+        return self.queues[module_key(column)].items

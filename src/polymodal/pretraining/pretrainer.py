@@ -293,7 +293,7 @@ class Pretrainer:
         emb = self.embed(m, [self._column(column)])[column]
         classes_emb = self.class_embeddings(classes, text_column=text_column,
                                             templates=templates)
-        logits = self.loss_.log_scale.detach().exp().clamp(max=100).item() * (emb @ classes_emb.T)
+        logits = self.loss_.scale().item() * (emb @ classes_emb.T)
         logits = logits - np.nanmax(logits, axis=1, keepdims=True)
         proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         return pd.DataFrame(proba, columns=list(classes), index=m.ids())
