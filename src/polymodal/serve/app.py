@@ -31,20 +31,25 @@ def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
-    """An uploaded picture (PIL) or sound (16 kHz mono array), decoded by the same code
-    as the data layer; a file that is not what it claims is a 415."""
+def _decode_file(path: str | Path, kind: str, name: str | None) -> Any:
+    """A saved upload decoded as a picture (PIL) or a sound (16 kHz mono array) by the
+    data layer's code; a file that is not what it claims is a 415."""
     from polymodal.data.media import decode_audio, decode_image
 
+    try:
+        return decode_image(path) if kind == "image" else decode_audio(path)
+    except (MediaError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise HTTPException(415, f"{name}: not a readable {kind} ({reason})") from None
+
+
+def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
+    """An uploaded picture or sound, decoded (see :func:`_decode_file`)."""
     suffix = Path(name or "").suffix.lower()[:10] or (".png" if kind == "image" else ".wav")
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
         tmp.write(data)
         tmp.flush()
-        try:
-            return decode_image(tmp.name) if kind == "image" else decode_audio(tmp.name)
-        except (MediaError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            raise HTTPException(415, f"{name}: not a readable {kind} ({reason})") from None
+        return _decode_file(tmp.name, kind, name)
 
 
 def create_app(library: str, root: str | Path | None = None, *, predictor: str | None = None,
@@ -199,9 +204,9 @@ def _predict_row(p: Any, form: Any, limit: int) -> dict[str, Any]:
                 data = value.file.read(limit + 1)
                 if len(data) > limit:
                     raise HTTPException(413, f"{value.filename}: over the upload limit")
-                _decode_upload(data, role, value.filename)
                 path = Path(folder) / f"{column}{Path(value.filename or '').suffix[:10]}"
                 path.write_bytes(data)
+                _decode_file(path, role, value.filename)  # checked where it was written
                 row[column] = str(path)
             else:
                 row[column] = str(value)
