@@ -358,10 +358,14 @@ class Manifest:
                              f"{self.source}; modality columns: {named}")
         return sorted(c for c in available if c in wanted or available[c].value in wanted)
 
+    def present(self, column: str) -> np.ndarray:
+        """Per row: does ``column`` hold a value (not missing, not blank)?"""
+        values = self.table[column]
+        return (values.notna() & (values.astype(str).str.strip() != "")).to_numpy()
+
     def is_empty_column(self, column: str) -> bool:
         """Is every cell of ``column`` empty?"""
-        values = self.table[column]
-        return bool(values.isna().all() or (values.astype(str).str.strip() == "").all())
+        return not self.present(column).any()
 
     def training_split(self, seed: int = 0, fraction: float = 0.1, minimum: int = 1
                        ) -> tuple[Manifest, Manifest]:

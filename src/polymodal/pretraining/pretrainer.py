@@ -113,8 +113,7 @@ class Pretrainer:
 
     def _check_pairs(self, m: Manifest, loss: ContrastiveLoss) -> dict[str, int]:
         """Rows per pair that hold both sides; an error if no pair has two rows."""
-        has = {c: ~(m.table[c].isna() | (m.table[c].astype(str).str.strip() == ""))
-               for c in loss.columns}  # per row: does it hold this column?
+        has = {c: m.present(c) for c in loss.columns}
         counts = {f"{a}~{b}": int((has[a] & has[b]).sum()) for a, b in loss.pairs()}
         if max(counts.values(), default=0) < 2:
             raise ValueError(f"{m.source}: no row holds two of the columns {loss.columns} "
