@@ -35,6 +35,11 @@ from polymodal.model import MultimodalModel
 from polymodal.presets import Preset, encoder_spec, resolve_preset
 from polymodal.progress import console
 
+#: ``evaluate(noise=...)``: per column name or role, a level in [0, 1] for
+#: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
+#: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
+Noise = Mapping[str, float | Callable[[Any], Any]]
+
 
 def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
              classes: list[Any]) -> dict[str, float]:
@@ -203,22 +208,22 @@ class Predictor:
                                fusion_options=self.fusion_options, dropout=self.dropout)
 
     def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise",
-                 noise: Mapping[str, float] | None = None) -> MultimodalDataset:
+                 noise: Noise | None = None) -> MultimodalDataset:
         transforms: dict[str, Callable[[Any], Any]] = {
             c: e.preprocess for c, e in self._encoders.items()}
         loaders = {c: f for c, f in self._cache_loaders.items() if c in self.model_.cached}
         for key, level in (noise or {}).items():
             for c in self.columns_:
                 role = m.schema[c].role.value
-                if key in (c, role) and level > 0:
-                    corrupt = noisy(role, level, seed=self.seed)
+                if key in (c, role) and (callable(level) or level > 0):
+                    corrupt = level if callable(level) else noisy(role, level, seed=self.seed)
                     transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
         return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
                                  on_error=on_error, cell_loaders=loaders,
                                  label_transform=self._target if with_labels else None)
 
     def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
-                on_error: OnError = "raise", noise: Mapping[str, float] | None = None
+                on_error: OnError = "raise", noise: Noise | None = None
                 ) -> torch.utils.data.DataLoader:
         ds = self._dataset(m, with_labels=with_labels, on_error=on_error, noise=noise)
         sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
@@ -342,7 +347,7 @@ class Predictor:
 
     @torch.no_grad()
     def _outputs(self, data: Any, *, drop: Sequence[str] = (), embed: bool = False,
-                 noise: Mapping[str, float] | None = None) -> tuple[np.ndarray, Manifest]:
+                 noise: Noise | None = None) -> tuple[np.ndarray, Manifest]:
         self._check_fitted()
         m = self._read_for_inference(data)
         self.model_.eval()
@@ -392,12 +397,13 @@ class Predictor:
         return proba.idxmax(axis=1).rename(self.label)
 
     def evaluate(self, data: Any, *, drop: Sequence[str] = (),
-                 noise: Mapping[str, float] | None = None) -> dict[str, float]:
+                 noise: Noise | None = None) -> dict[str, float]:
         """Metrics by problem type: accuracy, macro-F1, ROC-AUC, log loss; RMSE, MAE, R2.
 
         ``drop`` evaluates as if those columns were absent from every row; ``noise``
         corrupts columns or modalities at a level in [0, 1] (see
-        :func:`polymodal.data.noise.noisy`)."""
+        :func:`polymodal.data.noise.noisy`) or with a function of one decoded cell
+        (``noise={"audio": noisy_snr("audio", -10)}``)."""
         out, m = self._outputs(data, drop=drop, noise=noise)
         keep = [i for i in range(len(m)) if m.label(i) is not None]
         if not keep:
