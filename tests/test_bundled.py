@@ -199,11 +199,3 @@ def test_full_dataset_is_made_and_validates(tmp_path, name):
                 "sort-of-clevr": 204_000}[name]
     assert len(manifest) == expected
     assert validate(manifest, show_progress=False).problems == []
-
-
-@pytest.mark.slow
-def test_demo_makes_validates_and_says_where(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert "1,797 rows: OK" in result.output
-    assert str(tmp_path / "av-digits" / "manifest.csv") in result.output.replace("\n", "")

@@ -609,55 +609,18 @@ def recommend_cmd(
 
 @app.command("demo")
 def demo(
-    out_dir: Annotated[Path | None, typer.Option("--out", help="where the demo writes")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="where the demo writes (default: the data home)")] = None,
+    quick: Annotated[bool, typer.Option(help="tiny data, one epoch (a smoke test)")] = False,
+    root: Annotated[Path | None, typer.Option(help="where the library goes")] = None,
 ) -> None:
-    """The main job on bundled data with the embedded defaults (what `make demo` runs)."""
-    folder = out_dir or data_home()
+    """The whole pipeline on the bundled data with the embedded defaults (what `make
+    demo` runs): datasets, pretraining, fine-tuning with few labels, evaluation with
+    plots, a library of tuxpaint and questions answered from it."""
+    from polymodal.demo import run_demo
+
     out.rule("polymodal demo")
-    out.print("1. making the bundled dataset av-digits (real handwritten digits, spoken "
-              "digits, partial text records)")
-    path = make_dataset("av-digits", folder / "av-digits")
-    m = Manifest.read(path)
-    print_schema(m)
-    out.print("2. validating every row (decoding each image, clip and record)")
-    result = validate(m)
-    print_report(result)
-    if not result.ok:
-        raise typer.Exit(1)
-    out.print("3. embedding the test split with the offline pretrained encoders "
-              "(EfficientNet-Lite0 for images, MiniLM for records), through the feature cache")
-    from polymodal.encoders import embed_manifest
-
-    test = m.split("test")
-    results = folder / "av-digits-embeddings"
-    for column, encoder in (("image", "efficientnet-lite0"), ("record", "minilm")):
-        res = embed_manifest(test, encoder, results / f"{column}.parquet", column=column,
-                             cache_dir=folder / "feature-cache")
-        out.print(f"   {column}: {res.embedded:,} rows -> {res.dim}-d vectors "
-                  f"({res.missing:,} rows lack it) in {res.path}")
-    out.print("4. training a fused model (gated fusion of image, audio and record, the "
-              "`fast` preset) and evaluating it on the test split")
-    import logging
-
-    from polymodal.predictor import Predictor
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    model_dir = folder / "av-digits-model"
-    predictor = Predictor(label="label", fusion="gated", preset="fast", max_epochs=12,
-                          drop_modality=0.2, path=folder / "av-digits-run")
-    predictor.fit(m)
-    metrics = predictor.evaluate(test)
-    out.print("   test: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    out.print(predictor.modality_report(test).to_string(index=False))
-    plots = predictor.plot(test, folder / "av-digits-run" / "plots")
-    predictor.save(model_dir)
-    out.print(f"\nresults: manifest {path}\n         data card {path.parent / CARD_NAME}\n"
-              f"         embeddings {results}\n         model {model_dir}\n"
-              f"         plots {', '.join(str(p) for p in plots)}")
-    out.print("next: `polymodal datasets list`, `polymodal datasets make tuxpaint`, "
-              "`polymodal validate YOUR_MANIFEST.csv`, `polymodal encoders list`, "
-              "`polymodal embed YOUR_MANIFEST.csv --encoder minilm --out vectors.parquet`, "
-              f"`polymodal predict {model_dir} YOUR_ROWS.csv --out predictions.csv`")
+    run_demo(out_dir or data_home() / "demo", console=out, quick=quick, library_root=root)
 
 
 def main() -> None:
