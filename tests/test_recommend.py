@@ -95,3 +95,20 @@ def test_cli_recommend(model_dir, catalogue, likes, tmp_path):
     res = CliRunner().invoke(app, ["recommend", str(tmp_path / "items.csv"), "--model",
                                    str(model_dir), "--likes", "nope"])
     assert res.exit_code == 2 and "unknown item ids" in res.output
+
+
+def test_precomputed_item_embeddings_give_the_same_recommendations(model_dir, catalogue):
+    from polymodal.pretraining import Pretrainer
+
+    m = Manifest.read(catalogue)
+    embedded = Pretrainer.load(model_dir).embed(m)
+    own = Recommender(model_dir).fit(catalogue)
+    reused = Recommender(model_dir).fit(catalogue, item_embeddings=embedded)
+    np.testing.assert_allclose(own.embeddings_, reused.embeddings_, atol=1e-5)
+    liked = own.item_ids_[:2]
+    assert list(own.recommend(liked, 5)["item"]) == list(reused.recommend(liked, 5)["item"])
+    with pytest.raises(ValueError, match="one row per item"):
+        Recommender(model_dir).fit(catalogue, item_embeddings={
+            c: v[:3] for c, v in embedded.items()})
+    with pytest.raises(ValueError, match="not among the embedded"):
+        Recommender(model_dir, columns=["nope"]).fit(catalogue, item_embeddings=embedded)

@@ -69,20 +69,36 @@ class Recommender:
         self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
 
     def fit(self, items: Any, interactions: pd.DataFrame | None = None,
-            user: str = "user", item: str = "item") -> Recommender:
+            user: str = "user", item: str = "item",
+            item_embeddings: dict[str, np.ndarray] | None = None) -> Recommender:
         """Embed the catalogue ``items`` (a manifest); with ``interactions`` (one row
-        per user and liked item), also train the two towers on them."""
+        per user and liked item), also train the two towers on them.
+
+        ``item_embeddings`` (column -> one row per item, as :meth:`Pretrainer.embed`
+        returns them for the same manifest) skips the embedding, to reuse it across
+        fits."""
         from polymodal.pretraining import Pretrainer
 
-        pre = Pretrainer.load(self.model)
         m = Manifest.read(items)
-        columns = self.columns or [c for c in pre.columns_ if c in m.table.columns]
-        if not columns:
-            raise ValueError(f"{m.source} has none of the model's columns {pre.columns_}")
+        if item_embeddings is None:
+            pre = Pretrainer.load(self.model)
+            known = pre.columns_
+        else:
+            known = list(item_embeddings)
+            bad = {c: len(v) for c, v in item_embeddings.items() if len(v) != len(m)}
+            if bad:
+                raise ValueError(f"item_embeddings must have one row per item of "
+                                 f"{m.source} ({len(m)}); got {bad}")
+        columns = self.columns or [c for c in known if c in m.table.columns]
+        missing = [c for c in columns if c not in known]
+        if not columns or missing:
+            raise ValueError(f"{m.source}: columns {missing or columns} are not among the "
+                             f"embedded ones {known}")
         self.columns_ = columns
         self.item_ids_ = [str(i) for i in m.ids()]
         self.index_ = {i: n for n, i in enumerate(self.item_ids_)}
-        self.embeddings_ = fuse_item_embeddings(pre.embed(m, columns), columns)
+        embedded = item_embeddings if item_embeddings is not None else pre.embed(m, columns)
+        self.embeddings_ = fuse_item_embeddings(embedded, columns)
         self.popularity_ = np.zeros(len(self.item_ids_))
         self.towers_: TwoTower | None = None
         if interactions is not None:

@@ -27,6 +27,10 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2)) -> Section:
                 ("picture + caption (fused)", None, "content"),
                 ("picture + caption, two towers on the likes", None, "two-tower")]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _c, _m in settings}
+    from polymodal.pretraining import Pretrainer
+
+    pre = Pretrainer.load(model)
+    embedded = pre.embed(items, pre.columns_)  # once: every setting reuses them
     for seed in seeds:
         # train on the likes of some users, evaluate on others
         users = simulate_users(items, n_users=40 if quick else 400, seed=seed)
@@ -35,7 +39,8 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2)) -> Section:
         train, test = users[~users.user.isin(held)], users[users.user.isin(held)]
         for name, columns, method in settings:
             rec = Recommender(model, columns=columns, seed=seed).fit(
-                items, interactions=train if method in ("two-tower", "popularity") else None)
+                items, interactions=train if method in ("two-tower", "popularity") else None,
+                item_embeddings=embedded)
             results[name].append(rec.evaluate(test, k=10, method=method))
     section = Section(
         key="recommend-tuxpaint", title="Multimodal recommendation: tuxpaint",
