@@ -23,10 +23,11 @@ import pandas as pd
 import torch
 
 from polymodal.checkpoint import build_encoders, load_weights, read_checkpoint, write_checkpoint
-from polymodal.data import Manifest, MultimodalDataset, SkipReport
+from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
-from polymodal.data.errors import ManifestError, OnError
+from polymodal.data.errors import ManifestError, OnError, Problem
 from polymodal.data.noise import noisy
+from polymodal.data.validate import check_labels
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
@@ -169,6 +170,24 @@ class Predictor:
             raise ValueError(f"label column {self.label!r} is empty in every row")
         return y
 
+    def _without_bad_labels(self, m: Manifest, on_error: OnError
+                            ) -> tuple[Manifest, list[Problem]]:
+        """``m`` without the rows whose label is of the wrong type (what ``validate``
+        calls ``bad_label``: a list where one value is due, a word in a column of
+        numbers); under ``on_error="raise"`` the first one stops the run, named."""
+        if self.problem_type == "multilabel":  # lists are what it takes
+            return m, []
+        label_type = "numeric" if self.problem_type == "regression" else "auto"
+        bad = [p for p in check_labels(m, label_type) if p.kind == "bad_label"]
+        if not bad:
+            return m, []
+        bad = [Problem(p.row, p.column, p.kind, p.reason, manifest=m.source) for p in bad]
+        if on_error == "raise":
+            raise bad[0].to_error()
+        rows = {p.row for p in bad}
+        keep = [i for i in range(len(m)) if m.source_row(i) not in rows]
+        return m.subset(keep), bad
+
     def _target(self, value: Any) -> Any:
         if self.problem_type_ == "regression":
             return float(value)
@@ -246,14 +265,22 @@ class Predictor:
         """
         import lightning as L
 
-        from polymodal.training import LitMultimodal, UnfreezeEncoders, make_trainer
+        from polymodal.training import (
+            LitMultimodal,
+            UnfreezeEncoders,
+            load_training_checkpoint,
+            make_trainer,
+        )
+        from polymodal.training.skips import decoded_cells, training_skip_report
 
         start = time.time()
         m = self._read(train)
+        m, label_problems = self._without_bad_labels(m, on_error)
         if tuning is None:
             m, tune = m.training_split(self.seed, fraction=0.1, minimum=1)
         else:
-            tune = self._read(tuning)
+            tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
+            label_problems += tune_problems
         y = self._label_values(m)
         self.problem_type_ = self._infer_problem(y)
         if self.problem_type_ == "regression":
@@ -279,7 +306,7 @@ class Predictor:
         self.roles_ = m.schema.to_dict()
         for c, enc in self._encoders.items():  # vocabularies from the training rows
             if not enc.is_fitted:
-                enc.fit(m.decode(r, c) for r in range(len(m)))
+                enc.fit(decoded_cells(m, c, on_error))
         m_lab = m.subset([i for i in range(len(m)) if m.label(i) is not None])
         t_lab = tune.subset([i for i in range(len(tune)) if tune.label(i) is not None])
         self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -325,18 +352,18 @@ class Predictor:
                     ckpt_path=str(last) if resume else None, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
         if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            lit.load_state_dict(state)
+            lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
         self.model_.cached = set()  # inference runs the live encoders (noise, new files)
         self.model_.eval()
-        self.fit_seconds_ = time.time() - start
-        report = SkipReport(m.source)
-        report.extend(lit.skip_report.problems)
-        report.problems = list({(p.row, p.column, p.kind): p for p in report}.values())
+        report = training_skip_report(
+            m.source, [*label_problems, *lit.skip_report.problems],
+            {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
+            on_error)
         self.skipped_ = report
         if len(report):
             path = report.write(self.run_dir_ / "skipped_rows.csv")
             console.print(f"{len(report.rows)} bad rows skipped; reasons in {path}")
+        self.fit_seconds_ = time.time() - start
         return self
 
     # -- inference ----------------------------------------------------------------

@@ -60,6 +60,7 @@ class Batch:
         lengths: per variable-length column (audio), the true length of each row.
         labels: (B,) tensor for numeric or mapped labels, else a list, or None.
         skipped: problems of rows left out of this batch (``on_error="skip"``).
+        skipped_indices: the dataset positions of those rows.
     """
 
     indices: torch.Tensor
@@ -69,6 +70,7 @@ class Batch:
     lengths: dict[str, torch.Tensor] = field(default_factory=dict)
     labels: torch.Tensor | list[Any] | None = None
     skipped: list[Problem] = field(default_factory=list)
+    skipped_indices: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,7 +83,7 @@ class Batch:
                      {k: move(v) for k, v in self.inputs.items()},
                      {k: move(v) for k, v in self.present.items()},
                      {k: move(v) for k, v in self.lengths.items()},
-                     move(self.labels), self.skipped)
+                     move(self.labels), self.skipped, self.skipped_indices)
 
 
 def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None
@@ -195,7 +197,8 @@ class MultimodalDataset(Dataset):
                 try:
                     inputs[col] = self._transform(col, value)
                 except MediaError as err:
-                    raise err.at(manifest=self.manifest.source, row=index, column=col) from None
+                    raise err.at(manifest=self.manifest.source, row=self.manifest.source_row(index),
+                                 column=col) from None
         return Example(index, self._ids[index], inputs, self._label(index))
 
     def __getitem__(self, index: int) -> Example | SkippedRow:
@@ -289,7 +292,28 @@ def collate_examples(items: list[Example | SkippedRow]) -> Batch:
     elif all(v is None for v in labels):
         labels = None
     return Batch(torch.tensor([x.index for x in examples], dtype=torch.long),
-                 [x.id for x in examples], inputs, present, lengths, labels, skipped)
+                 [x.id for x in examples], inputs, present, lengths, labels, skipped,
+                 [x.index for x in items if isinstance(x, SkippedRow)])
+
+
+def sweep_unvisited(dataset: MultimodalDataset, visited: Iterable[int],
+                    report: SkipReport) -> int:
+    """Load every row of ``dataset`` whose position is not in ``visited`` and add the
+    problems of the bad ones to ``report``; returns how many rows were loaded.
+
+    A training run under ``on_error="skip"`` reports the bad rows its batches met; rows
+    that no batch met (a last partial batch dropped, a run stopped by its time limit)
+    are checked here, so that the report names every bad row."""
+    seen = set(visited)
+    loaded = 0
+    for position in range(len(dataset)):
+        if position in seen:
+            continue
+        loaded += 1
+        item = dataset[position]
+        if isinstance(item, SkippedRow):
+            report.extend(item.problems)
+    return loaded
 
 
 def iterate_with_report(loader: Iterable[Batch], report: SkipReport) -> Iterable[Batch]:

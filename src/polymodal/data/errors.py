@@ -96,12 +96,18 @@ class Problem:
     kind: str
     reason: str
     path: str | None = None
+    manifest: str | None = None
 
     @classmethod
     def from_error(cls, err: MediaError) -> Problem:
         loc = err.location
         return cls(row=loc.row, column=loc.column, kind=err.kind, reason=err.reason,
-                   path=loc.path)
+                   path=loc.path, manifest=loc.manifest)
+
+    def to_error(self) -> MediaError:
+        """This problem as the error that reports it."""
+        return MediaError(self.reason, kind=self.kind, location=CellLocation(
+            manifest=self.manifest, row=self.row, column=self.column, path=self.path))
 
 
 class SkipReport:
@@ -111,7 +117,7 @@ class SkipReport:
     report and says where it is.
     """
 
-    FIELDS = ("row", "column", "kind", "reason", "path")
+    FIELDS = ("row", "column", "kind", "reason", "path", "manifest")
 
     def __init__(self, manifest: str | None = None) -> None:
         self.manifest = manifest
@@ -125,6 +131,15 @@ class SkipReport:
     def extend(self, problems: Iterable[Problem | MediaError]) -> None:
         for p in problems:
             self.add(p)
+
+    def deduplicate(self) -> SkipReport:
+        """Keep one problem per (manifest, row, column, kind): a bad row met in every
+        epoch is reported once."""
+        unique: dict[tuple, Problem] = {}
+        for p in self.problems:
+            unique.setdefault((p.manifest, p.row, p.column, p.kind), p)
+        self.problems = list(unique.values())
+        return self
 
     @property
     def rows(self) -> list[int]:
@@ -144,7 +159,8 @@ class SkipReport:
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.FIELDS)
             writer.writeheader()
-            for p in sorted(self.problems, key=lambda p: (p.row if p.row is not None else -1,
+            for p in sorted(self.problems, key=lambda p: (p.manifest or "",
+                                                         p.row if p.row is not None else -1,
                                                          p.column or "")):
                 writer.writerow(asdict(p))
         return path

@@ -143,15 +143,19 @@ class Manifest:
         source: where the table came from (a file path, "DataFrame" or a folder), used
             in error messages.
         confine: refuse media paths that resolve (symlinks followed) outside ``root``.
+        origin: for a subset, the row of ``source`` that each row comes from, so that
+            errors and reports name the row of the file the user wrote.
     """
 
     def __init__(self, table: pd.DataFrame, schema: Schema, *, root: Path,
-                 source: str = "DataFrame", confine: bool = False) -> None:
+                 source: str = "DataFrame", confine: bool = False,
+                 origin: np.ndarray | None = None) -> None:
         self.table = table
         self.schema = schema
         self.root = root
         self.source = source
         self.confine = confine
+        self.origin = origin
         self._cells: dict[str, list[Any]] = {}
 
     # -- construction -------------------------------------------------------------
@@ -210,9 +214,15 @@ class Manifest:
     def modality_columns(self) -> dict[str, Role]:
         return self.schema.modality_columns
 
+    def source_row(self, row: int) -> int:
+        """The row of the manifest the user wrote that row ``row`` of this (maybe
+        subset) manifest comes from; what errors and skip reports name."""
+        return int(self.origin[row]) if self.origin is not None else row
+
     def location(self, row: int, column: str | None = None, path: str | None = None
                  ) -> CellLocation:
-        return CellLocation(manifest=self.source, row=row, column=column, path=path)
+        return CellLocation(manifest=self.source, row=self.source_row(row), column=column,
+                            path=path)
 
     def value(self, row: int, column: str) -> Any:
         """The raw cell, or None where it is empty."""
@@ -276,7 +286,7 @@ class Manifest:
                 return self._numeric(row, column)
             return self.value(row, column)
         except MediaError as err:
-            raise err.at(manifest=self.source, row=row, column=column,
+            raise err.at(manifest=self.source, row=self.source_row(row), column=column,
                          path=str(path) if path else None) from None
 
     def _inline_text(self, row: int, column: str) -> str | None:
@@ -323,10 +333,13 @@ class Manifest:
 
     # -- subsets ------------------------------------------------------------------
     def subset(self, rows: list[int] | np.ndarray) -> Manifest:
-        """A manifest of the given rows (renumbered from 0), same schema and root."""
-        table = self.table.iloc[list(rows)].reset_index(drop=True)
+        """A manifest of the given rows (renumbered from 0), same schema and root; its
+        errors still name the rows of the original file (:meth:`source_row`)."""
+        rows = np.asarray(list(rows), dtype=np.int64)
+        table = self.table.iloc[rows].reset_index(drop=True)
+        origin = self.origin[rows] if self.origin is not None else rows
         return Manifest(table, self.schema, root=self.root, source=self.source,
-                        confine=self.confine)
+                        confine=self.confine, origin=origin)
 
     def split(self, name: str) -> Manifest:
         """The rows whose split column equals ``name`` ("train", "val", "test")."""
@@ -380,7 +393,7 @@ class Manifest:
 
     def with_schema(self, schema: Schema) -> Manifest:
         return Manifest(self.table, schema, root=self.root, source=self.source,
-                        confine=self.confine)
+                        confine=self.confine, origin=self.origin)
 
     def with_roles(self, roles: Mapping[str, Mapping[str, str]]) -> Manifest:
         """This manifest with the saved ``roles`` (``Schema.to_dict`` form) applied to the

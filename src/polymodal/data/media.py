@@ -36,6 +36,7 @@ class MediaLimits:
     max_image_pixels: int = 50_000_000
     max_svg_side: int = 1024
     max_audio_seconds: float = 60.0
+    max_audio_rate: int = 384_000
     max_text_bytes: int = 10_000_000
 
 
@@ -106,17 +107,35 @@ def expand_internal_entities(svg: bytes) -> bytes:
     return body
 
 
+def svg_size(svg: bytes) -> tuple[float, float]:
+    """The size an SVG declares (width, height in pixels at 96 dpi), read from its root
+    element without rendering anything."""
+    from types import SimpleNamespace
+
+    from cairosvg.helpers import node_format
+    from cairosvg.parser import Tree
+
+    tree = Tree(bytestring=svg, unsafe=False)
+    probe = SimpleNamespace(context_width=None, context_height=None, dpi=96,
+                            font_size=16.0)
+    width, height, _ = node_format(probe, tree)
+    return float(width or 0), float(height or 0)
+
+
 def _decode_svg(path: Path, limits: MediaLimits) -> Image.Image:
     import cairosvg
 
     try:
         svg = expand_internal_entities(path.read_bytes())
-        png = cairosvg.svg2png(bytestring=svg, unsafe=False)
+        # the scale is chosen from the declared size *before* rendering: an SVG that
+        # claims 100,000 px a side must not get a surface of that size
+        width, height = svg_size(svg)
+        scale = min(1.0, limits.max_svg_side / max(width, height, 1.0))
+        png = cairosvg.svg2png(bytestring=svg, scale=scale, unsafe=False)
         img = Image.open(io.BytesIO(png))
-        if max(img.size) > limits.max_svg_side:  # render again at a bounded size
-            scale = limits.max_svg_side / max(img.size)
-            png = cairosvg.svg2png(bytestring=svg, scale=scale, unsafe=False)
-            img = Image.open(io.BytesIO(png))
+        if max(img.size) > limits.max_svg_side:  # a size the probe misread: bounded again
+            raise MediaError(f"SVG renders at {img.size[0]}x{img.size[1]} px, over the "
+                             f"limit of {limits.max_svg_side} px a side", kind="too_large")
         img.load()
     except MediaError:
         raise
@@ -130,18 +149,17 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
                  limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """Read an image file as a Pillow image in ``mode`` ("RGB" or "L").
 
-    PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) and SVG (rasterised). Palette, grey
-    and transparent images are converted the same way everywhere: transparency is
-    composited onto white.
+    PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) and SVG (rasterised). The format is
+    found from the bytes, not the name (an SVG is tried when Pillow does not know them).
+    Palette, grey and transparent images are converted the same way everywhere:
+    transparency is composited onto white.
 
     Raises:
         MediaError: missing, empty, unreadable, truncated or too-large image.
     """
     path = Path(path)
     _check_file(path)
-    try:
-        if path.suffix.lower() == ".svg":
-            return _flatten(_decode_svg(path, limits), mode)
+    try:  # by content: Pillow first, SVG when Pillow does not know the bytes
         with Image.open(path) as opened:
             w, h = opened.size
             if w * h > limits.max_image_pixels:
@@ -157,7 +175,7 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
     except MediaError:
         raise
     except UnidentifiedImageError:
-        if _looks_like_svg(path):  # an SVG under another name
+        if path.suffix.lower() == ".svg" or _looks_like_svg(path):
             return _flatten(_decode_svg(path, limits), mode)
         raise MediaError("not an image Pillow can identify (wrong format or corrupt)",
                          kind="unreadable") from None
@@ -173,7 +191,9 @@ def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAM
     """Read an audio file as mono float32 at ``sample_rate`` Hz.
 
     WAV, FLAC, OGG/Vorbis, Opus and MP3 through libsndfile (soundfile); other formats
-    through librosa's fallback. At most ``limits.max_audio_seconds`` are read.
+    through librosa's fallback. At most ``limits.max_audio_seconds`` are read (a
+    1-hour file costs what a minute does), mixed down to mono block by block; sample
+    rates above ``limits.max_audio_rate`` are refused.
 
     Raises:
         MediaError: missing, empty, unreadable or truncated audio.
@@ -185,9 +205,12 @@ def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAM
     try:
         with sf.SoundFile(str(path)) as fh:
             sr = fh.samplerate
-            max_frames = int(limits.max_audio_seconds * sr)
-            data = fh.read(frames=max_frames if max_frames > 0 else -1, dtype="float32",
-                           always_2d=True)
+            if not 0 < sr <= limits.max_audio_rate:
+                raise MediaError(f"sample rate of {sr:,} Hz is outside 1 to "
+                                 f"{limits.max_audio_rate:,} Hz", kind="unreadable")
+            data = _read_mono(fh, int(limits.max_audio_seconds * sr))
+    except MediaError:
+        raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         data, sr = _decode_audio_fallback(path, exc, limits)
     if data.ndim == 2:
@@ -201,6 +224,23 @@ def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAM
 
         data = librosa.resample(data, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _read_mono(fh: object, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` frames of an open SoundFile (all when <= 0), mixed down to
+    mono block by block: memory holds one block of every channel and the mono result,
+    whatever the file's length or channel count claims."""
+    block = max(1024, 2**22 // max(1, fh.channels))  # type: ignore[attr-defined]
+    left = max_frames if max_frames > 0 else np.iinfo(np.int64).max
+    parts: list[np.ndarray] = []
+    while left > 0:
+        chunk = fh.read(frames=min(block, left), dtype="float32",  # type: ignore[attr-defined]
+                        always_2d=True)
+        if not len(chunk):
+            break
+        parts.append(chunk[:, 0].copy() if chunk.shape[1] == 1 else chunk.mean(axis=1))
+        left -= len(chunk)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def _decode_audio_fallback(path: Path, first: Exception,

@@ -105,13 +105,14 @@ def check_labels(manifest: Manifest, label_type: LabelType = "auto") -> list[Pro
             "categorical"
     for i, v in enumerate(values):
         if is_empty(v):
-            problems.append(Problem(i, col, "missing_label", "label is missing"))
+            problems.append(Problem(manifest.source_row(i), col, "missing_label",
+                                    "label is missing"))
     for (i, v), is_num in zip(present, numeric, strict=True):
         if isinstance(v, list | dict | tuple | set):
-            problems.append(Problem(i, col, "bad_label",
+            problems.append(Problem(manifest.source_row(i), col, "bad_label",
                                     f"label must be one value, got {type(v).__name__} {v!r}"))
         elif label_type == "numeric" and not is_num:
-            problems.append(Problem(i, col, "bad_label",
+            problems.append(Problem(manifest.source_row(i), col, "bad_label",
                                     f"label {v!r} is not a number like the column's other "
                                     "labels"))
     return problems
@@ -126,14 +127,15 @@ def check_ids(manifest: Manifest) -> list[Problem]:
     problems = []
     for i, v in enumerate(manifest.table[col].tolist()):
         if is_empty(v):
-            problems.append(Problem(i, col, "missing_id", "id is missing"))
+            problems.append(Problem(manifest.source_row(i), col, "missing_id",
+                                    "id is missing"))
             continue
         key = str(v)
         if key in first:
-            problems.append(Problem(i, col, "duplicate_id",
+            problems.append(Problem(manifest.source_row(i), col, "duplicate_id",
                                     f"id {key!r} is also on row {first[key]}"))
         else:
-            first[key] = i
+            first[key] = manifest.source_row(i)
     return problems
 
 
@@ -161,7 +163,7 @@ class _FileVerdicts:
                 self.seen[key] = err
         verdict = self.seen[key]
         if isinstance(verdict, MediaError):
-            raise verdict.at(row=row, column=column, path=str(path))
+            raise verdict.at(row=self.manifest.source_row(row), column=column, path=str(path))
         return verdict
 
 
@@ -175,14 +177,15 @@ def _check_row(verdicts: _FileVerdicts, row: int, columns: Sequence[str],
             has_value = verdicts.decode(row, col)
         except MediaError as err:
             states[col] = "bad"
-            problems.append(Problem.from_error(err.at(manifest=manifest.source, row=row,
+            problems.append(Problem.from_error(err.at(manifest=manifest.source,
+                                                      row=manifest.source_row(row),
                                                       column=col)))
             continue
         if not has_value:
             states[col] = "empty"
             role = manifest.schema[col].role.value
             if col in required or role in required:
-                problems.append(Problem(row, col, "missing_required",
+                problems.append(Problem(manifest.source_row(row), col, "missing_required",
                                         f"{role} is required but the cell is empty"))
         else:
             states[col] = "present"

@@ -37,8 +37,8 @@ def content_key(manifest: Manifest, row: int, column: str) -> str | None:
         try:
             _check_file(path)
         except MediaError as err:
-            raise err.at(manifest=manifest.source, row=row, column=column,
-                         path=str(path)) from None
+            raise err.at(manifest=manifest.source, row=manifest.source_row(row),
+                         column=column, path=str(path)) from None
         with path.open("rb") as fh:
             return hashlib.file_digest(fh, "sha1").hexdigest()
     value = manifest.decode(row, column)

@@ -23,11 +23,13 @@ import yaml
 from PIL import Image
 
 from polymodal.data import Manifest
-from polymodal.data.errors import MediaError
+from polymodal.data.errors import MediaError, SkipReport
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
 from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
 CONFIG = "library.yaml"
+#: the last index run's bad cells, one CSV line each (row, column, kind, reason, path)
+SKIPPED = "skipped_rows.csv"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 THUMBNAIL_SIZE = 256
 
@@ -81,13 +83,22 @@ class Answer:
 
 @dataclass
 class IndexReport:
-    """What an index run did."""
+    """What an index run did. ``problems`` are the messages of the bad cells left out
+    (each names its manifest, row, column and file); ``skipped`` holds them as a
+    :class:`~polymodal.data.errors.SkipReport`, written to the library folder's
+    ``skipped_rows.csv``."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
     problems: list[str] = field(default_factory=list)
+    skipped: SkipReport = field(default_factory=SkipReport)
+
+    def skip(self, err: MediaError) -> None:
+        """Record a bad cell that was left out."""
+        self.problems.append(str(err))
+        self.skipped.add(err)
 
 
 class Library:
@@ -104,14 +115,16 @@ class Library:
             raise FileNotFoundError(f"no library {name!r} in {self.folder.parent}; make it "
                                     f"with `polymodal index PATH --library {name} --model "
                                     "MODEL` or Library.create")
-        self.config = yaml.safe_load(config_path.read_text())
+        self.config = _read_config(config_path)
         self._model: Any = None
         self._store: VectorStore | None = None
         self._vqa: Any = None
         self._generator: Any = None
 
     def _save_config(self) -> None:
-        (self.folder / CONFIG).write_text(yaml.safe_dump(self.config))
+        from polymodal.checkpoint import write_atomically
+
+        write_atomically(self.folder / CONFIG, yaml.safe_dump(self.config))
 
     @classmethod
     def create(cls, name: str, model: str | os.PathLike[str], *,
@@ -134,14 +147,16 @@ class Library:
         model = str(resolve_model(model).resolve())
         config_path = folder / CONFIG
         if config_path.exists():
-            config = yaml.safe_load(config_path.read_text())
+            config = _read_config(config_path)
             if config["model"] != model or config["backend"] != backend:
                 raise ValueError(f"library {name!r} exists with model {config['model']} on "
                                  f"{config['backend']}; choose another name")
             return cls(name, root)
+        from polymodal.checkpoint import write_atomically
+
         folder.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(yaml.safe_dump({"model": model, "backend": backend,
-                                               "uri": uri}))
+        write_atomically(config_path, yaml.safe_dump({"model": model, "backend": backend,
+                                                      "uri": uri}))
         return cls(name, root)
 
     # -- parts ----------------------------------------------------------------------
@@ -176,15 +191,30 @@ class Library:
 
     # -- indexing -------------------------------------------------------------------
     def index(self, source: str | os.PathLike[str] | Any, *, batch_size: int = 64,
-              progress: bool = True, on_error: str = "skip") -> IndexReport:
+              progress: bool = True, on_error: str = "skip",
+              confine: bool | None = None) -> IndexReport:
         """Embed every item of ``source`` (a folder or a manifest) that is new or
         changed since the last run (by content hash), and forget the items of this
         source that are gone. Each batch is stored as it is embedded, so an interrupted
         run resumes where it stopped, without duplicates. One indexer runs at a time
-        per library (a second is refused with a clear error)."""
+        per library (a second is refused with a clear error).
+
+        Under ``on_error="skip"`` (the default) a bad cell is left out and reported
+        (``IndexReport.problems`` and ``skipped_rows.csv`` in the library folder); the
+        row's other cells are indexed. ``confine`` refuses files that lead outside the
+        source's folder (``..``, absolute paths, symlinks pointing out) as bad cells of
+        kind ``outside_root``; it is on by default for a folder, off for a manifest."""
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         with self._index_lock():
-            return self._index(source, batch_size=batch_size, progress=progress,
-                               on_error=on_error)
+            report = self._index(source, batch_size=batch_size, progress=progress,
+                                 on_error=on_error, confine=confine)
+        skipped = self.folder / SKIPPED
+        if len(report.skipped):
+            report.skipped.deduplicate().write(skipped)
+        else:
+            skipped.unlink(missing_ok=True)
+        return report
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -215,11 +245,14 @@ class Library:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _index(self, source: str | os.PathLike[str] | Any, *, batch_size: int,
-               progress: bool, on_error: str) -> IndexReport:
+               progress: bool, on_error: str, confine: bool | None) -> IndexReport:
         from polymodal.encoders.cache import content_key
         from polymodal.progress import progress_bar
 
-        m = Manifest.read(source)
+        if confine is None:
+            confine = isinstance(source, str | os.PathLike) and \
+                Path(source).expanduser().is_dir()
+        m = Manifest.read(source, confine=confine)
         source_id = str(m.source)
         known = self.store.contents(source_id)
         modalities = set(self._modalities())
@@ -228,18 +261,28 @@ class Library:
             raise ValueError(f"{m.source} has no column the library's model embeds "
                              f"({sorted(modalities)})")
         ids = m.ids()
-        report = IndexReport()
+        report = IndexReport(skipped=SkipReport(source_id))
         todo: list[tuple[int, str, str, str]] = []  # row, column, key, content
         contents: dict[tuple[int, str], str] = {}  # every cell's hash, for thumbnails
         seen: set[str] = set()
+        first_row: dict[str, int] = {}
         for row in range(len(m)):
+            if ids[row] in first_row:  # its keys would overwrite the first row's facets
+                err = MediaError(f"id {ids[row]!r} is also on row {first_row[ids[row]]}; "
+                                 "the row is not indexed", kind="duplicate_id",
+                                 location=m.location(row, m.schema.id or "id"))
+                if on_error == "raise":
+                    raise err
+                report.skip(err)
+                continue
+            first_row[ids[row]] = row
             for c in columns:
                 try:
                     content = content_key(m, row, c)
                 except MediaError as err:
                     if on_error == "raise":
                         raise
-                    report.problems.append(str(err))
+                    report.skip(err)
                     continue
                 if content is None:
                     continue
@@ -256,7 +299,8 @@ class Library:
         with progress_bar(f"indexing into {self.name}", len(todo), enabled=progress) as advance:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start: start + batch_size]
-                records = self._records(m, ids, chunk, source_id, contents, report)
+                records = self._records(m, ids, chunk, source_id, contents, report,
+                                        on_error)
                 self.store.upsert(records)
                 for r in records:
                     if r["key"] in known:
@@ -271,15 +315,17 @@ class Library:
         return report
 
     def _records(self, m: Manifest, ids: list[str], chunk: list[tuple[int, str, str, str]],
-                 source: str, contents: dict[tuple[int, str], str], report: IndexReport
-                 ) -> list[dict[str, Any]]:
+                 source: str, contents: dict[tuple[int, str], str], report: IndexReport,
+                 on_error: str = "skip") -> list[dict[str, Any]]:
         """Embed a chunk of cells (a batch per column) into store records."""
         by_column: dict[str, list[tuple[int, str, str, Any]]] = {}
         for row, c, key, content in chunk:
             try:
                 value = m.decode(row, c)
             except MediaError as err:
-                report.problems.append(str(err))
+                if on_error == "raise":
+                    raise
+                report.skip(err)
                 continue
             by_column.setdefault(c, []).append((row, key, content, value))
         meta_columns = [c for c, spec in m.schema.columns.items()
@@ -473,6 +519,21 @@ class Library:
         if self.folder.resolve() not in path.parents or not path.is_file():
             raise FileNotFoundError(f"{relative!r} is not a file of library {self.name!r}")
         return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A library's settings; a damaged file (half-written, edited by hand) is a clear
+    error, not a crash later."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged and cannot be read ({exc}); re-create the "
+                         "library or restore the file") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str) or \
+            config.get("backend") not in ("lancedb", "milvus"):
+        raise ValueError(f"{path} is damaged: it does not name the library's model and "
+                         "backend; re-create the library or restore the file")
+    return config
 
 
 def _text_or_none(m: Manifest, row: int, column: str) -> str | None:

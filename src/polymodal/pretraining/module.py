@@ -5,14 +5,12 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-import lightning as L
 import torch
 
 from polymodal.data.dataset import Batch
-from polymodal.data.errors import SkipReport
 from polymodal.objectives.contrastive import ContrastiveLoss
 from polymodal.pretraining.model import ContrastiveModel
-from polymodal.training.module import warmup_cosine
+from polymodal.training.module import SkipTracking, warmup_cosine
 
 
 def content_hash(inputs: torch.Tensor | list[str]) -> torch.Tensor:
@@ -27,7 +25,7 @@ def content_hash(inputs: torch.Tensor | list[str]) -> torch.Tensor:
     return flat @ weights
 
 
-class LitContrastive(L.LightningModule):
+class LitContrastive(SkipTracking):
     """InfoNCE pretraining of a :class:`ContrastiveModel`; AdamW, warm-up then cosine.
 
     Args:
@@ -43,15 +41,12 @@ class LitContrastive(L.LightningModule):
         super().__init__()
         self.model, self.loss = model, loss
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
-        self.skip_report = SkipReport()
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device,
                                  dataloader_idx: int) -> Batch:
         return batch.to(device)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
-        if stage == "train":
-            self.skip_report.extend(batch.skipped)
         if len(batch) == 0:
             return None
         embeddings, present = self.model(batch)

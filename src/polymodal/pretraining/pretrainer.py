@@ -32,6 +32,7 @@ from polymodal.objectives.contrastive import ContrastiveLoss
 from polymodal.presets import encoder_spec, resolve_preset
 from polymodal.pretraining.model import ContrastiveModel
 from polymodal.pretraining.retrieval import co_occurrence, retrieval_metrics
+from polymodal.progress import console
 
 KIND = "contrastive-pretraining"
 DEFAULT_TEMPLATES = ("{}", "a photo of a {}.", "a picture of a {}.")
@@ -131,7 +132,8 @@ class Pretrainer:
         import lightning as L
 
         from polymodal.pretraining.module import LitContrastive
-        from polymodal.training import make_trainer
+        from polymodal.training import load_training_checkpoint, make_trainer
+        from polymodal.training.skips import decoded_cells, training_skip_report
 
         start = time.time()
         m = Manifest.read(train)
@@ -162,7 +164,7 @@ class Pretrainer:
         self.pair_rows_ = self._check_pairs(m, loss)
         for c, enc in self._encoders.items():
             if not enc.is_fitted:
-                enc.fit(m.decode(r, c) for r in range(len(m)))
+                enc.fit(decoded_cells(m, c, on_error))
         self.run_dir_ = Path(self.path or Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S"))
         self.run_dir_.mkdir(parents=True, exist_ok=True)
         frozen = {c for c, e in self._encoders.items() if not e.trainable}
@@ -191,12 +193,19 @@ class Pretrainer:
                     ckpt_path=str(last) if resume else None, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
         if best:
-            lit.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)
-                                ["state_dict"])
+            lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
         self.model_.cached = set()
         self.model_.eval()
-        self.fit_seconds_ = time.time() - start
         self.pairs_seen_ = int(trainer.global_step) * self.batch_size_
+        report = training_skip_report(
+            m.source, lit.skip_report.problems,
+            {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
+            on_error)
+        self.skipped_ = report
+        if len(report):
+            path = report.write(self.run_dir_ / "skipped_rows.csv")
+            console.print(f"{len(report.rows)} bad rows skipped; reasons in {path}")
+        self.fit_seconds_ = time.time() - start
         return self
 
     def _dataset(self, m: Manifest, on_error: OnError = "raise",

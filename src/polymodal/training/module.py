@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from polymodal.data.dataset import Batch
 from polymodal.data.errors import SkipReport
@@ -35,7 +40,116 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-class LitMultimodal(L.LightningModule):
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be used: half-written by a crash, truncated,
+    tampered with, or not a checkpoint at all. It is refused, never loaded in part."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written atomically and read without executing code.
+
+    A checkpoint is written to a temporary file next to its target, flushed to disk,
+    then renamed over it: a crash (SIGKILL, power loss) at any moment leaves either the
+    previous whole file or the new whole file, never a mix. Reading always uses
+    ``torch.load(weights_only=True)`` (tensors and plain values only: a pickle that
+    would run code is refused), and a file that cannot be read is a
+    :class:`CheckpointError` naming it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: Any, map_location: Callable | Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return load_training_checkpoint(path, map_location=map_location)
+
+
+def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu"
+                             ) -> dict[str, Any]:
+    """A Lightning checkpoint read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: a truncated, half-written, tampered or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as exc:  # zip, unpickling and weights-only errors alike
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a whole polymodal training checkpoint (truncated or half-written "
+            f"by a crash, tampered with, or holding code); refused ({reason[:300]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning training checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every random generator training draws from, in plain types (weights-only safe)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available() and \
+            len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SkipTracking(L.LightningModule):
+    """What the training and validation batches met under ``on_error="skip"``: every
+    bad row's problems (``skip_report``) and the dataset positions each stage's batches
+    covered (``visited``), so that rows no batch met can be checked after the run
+    (:func:`polymodal.data.dataset.sweep_unvisited`). Also keeps the random generators
+    in the checkpoint, so a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skip_report = SkipReport()
+        self.visited: dict[str, set[int]] = {"train": set(), "val": set()}
+
+    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        if isinstance(batch, Batch):
+            stage = "train" if self.trainer.training else "val"
+            self.skip_report.extend(batch.skipped)
+            self.visited[stage].update(batch.indices.tolist())
+            self.visited[stage].update(batch.skipped_indices)
+        return batch
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["polymodal_rng"] = _rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "polymodal_rng" in checkpoint:
+            _set_rng_state(checkpoint["polymodal_rng"])
+
+
+class LitMultimodal(SkipTracking):
     """Supervised training of a :class:`MultimodalModel`.
 
     Args:
@@ -55,16 +169,13 @@ class LitMultimodal(L.LightningModule):
         self.problem_type = problem_type
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.register_buffer("class_weights", class_weights, persistent=False)
-        self.skip_report = SkipReport()
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device,
                                  dataloader_idx: int) -> Batch:
         return batch.to(device)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
-        if stage == "train":  # rows left out under on_error="skip"
-            self.skip_report.extend(batch.skipped)
-        if len(batch) == 0:
+        if len(batch) == 0:  # every row of it left out under on_error="skip"
             return None
         outputs = self.model(batch)
         loss = supervised_loss(self.problem_type, outputs, batch.labels, self.class_weights)
@@ -134,9 +245,10 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
                  accelerator: str = "auto", precision: str | None = None,
                  has_validation: bool = True, progress: bool = True,
                  callbacks: list[Any] | None = None) -> L.Trainer:
-    """A Trainer with the house defaults: best and last checkpoints, early stopping on
-    the validation loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a
-    GPU, and DDP (not ddp_spawn) when ``devices`` > 1."""
+    """A Trainer with the house defaults: best and last checkpoints (written atomically,
+    read weights-only: :class:`AtomicCheckpointIO`), early stopping on the validation
+    loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a GPU, and DDP (not
+    ddp_spawn) when ``devices`` > 1."""
     run_dir = Path(run_dir)
     monitor = "val_loss" if has_validation else "train_loss"
     callbacks = [
@@ -160,4 +272,4 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
         max_time={"seconds": time_limit} if time_limit else None, devices=devices,
         accelerator=accelerator, strategy="ddp" if multi else "auto", precision=precision,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-        deterministic=False, num_sanity_val_steps=0)
+        deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()])
