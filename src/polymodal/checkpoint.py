@@ -1,10 +1,16 @@
 """Saved models on disk: ``config.yaml`` (settings), ``model.safetensors`` (weights) and
 ``encoder_state.json`` (vocabularies and other non-tensor state). Nothing is pickled;
 frozen pretrained towers are not copied, they load from their package or name again.
-Shared by the Predictor and the Pretrainer."""
+Shared by the Predictor and the Pretrainer.
+
+Every file is written atomically (a temporary file, flushed, then renamed), and
+``config.yaml``, written last, records the SHA-256 of the other two: a folder
+half-written by a crash, a truncated file or a file changed after saving is refused
+with a clear error when it is read, never loaded in part."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +26,37 @@ from polymodal.encoders.registry import build_encoder
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "encoder_state.json"
+#: the key of config.yaml that holds the SHA-256 of the other files
+CHECKSUMS = "checksums"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replace_atomically(tmp: Path, target: Path) -> None:
+    """Flush ``tmp`` to disk and rename it over ``target`` (same folder)."""
+    with tmp.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one,
+    never a part of the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        _replace_atomically(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def is_frozen_pretrained(model: nn.Module, key: str) -> bool:
@@ -42,11 +79,16 @@ def write_checkpoint(path: str | os.PathLike[str], model: nn.Module,
     state = {k: v.detach().cpu().contiguous() for k, v in full.items()
              if isinstance(v, torch.Tensor) and not is_frozen_pretrained(model, k)}
     extra = {k: v for k, v in full.items() if not isinstance(v, torch.Tensor)}
-    tmp = path / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path / WEIGHTS_NAME)
-    (path / STATE_NAME).write_text(json.dumps(extra))
-    (path / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
+    tmp = path / f".{WEIGHTS_NAME}.{os.getpid()}.tmp"
+    try:
+        save_file(state, str(tmp))
+        _replace_atomically(tmp, path / WEIGHTS_NAME)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_atomically(path / STATE_NAME, json.dumps(extra))
+    config = {**config, CHECKSUMS: {name: sha256_file(path / name)
+                                    for name in (WEIGHTS_NAME, STATE_NAME)}}
+    write_atomically(path / CONFIG_NAME, yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -55,8 +97,13 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "saved model"
     """(config, tensor state, non-tensor state) of a folder written by
     :func:`write_checkpoint`.
 
+    The weights are read with safetensors (tensors only: nothing in the file can run),
+    the settings with ``yaml.safe_load`` and the rest as JSON. Files whose SHA-256 differs
+    from the one ``config.yaml`` recorded when they were written are refused (folders
+    written before checksums were recorded are read without this check).
+
     Raises:
-        ValueError: a missing, truncated or tampered file, named.
+        ValueError: a missing, truncated, half-written or tampered file, named.
     """
     from safetensors.torch import load_file
 
@@ -67,13 +114,27 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "saved model"
         if not (path / name).exists():
             raise ValueError(f"{path}: not a {what} ({name} is missing)")
     try:
-        config = yaml.safe_load((path / CONFIG_NAME).read_text())
-        state = load_file(str(path / WEIGHTS_NAME))
-        extra = json.loads((path / STATE_NAME).read_text())
+        config = yaml.safe_load((path / CONFIG_NAME).read_text(encoding="utf-8"))
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read the {what} ({exc})") from None
+        raise ValueError(f"{path}: cannot read the {what}'s {CONFIG_NAME} ({exc})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: {CONFIG_NAME} is not a mapping")
+    checksums = config.pop(CHECKSUMS, None)
+    if checksums is not None:
+        if not isinstance(checksums, dict):
+            raise ValueError(f"{path}: {CONFIG_NAME} has a damaged {CHECKSUMS!r} entry")
+        for name in (WEIGHTS_NAME, STATE_NAME):
+            if checksums.get(name) != sha256_file(path / name):
+                raise ValueError(
+                    f"{path}: {name} is not the file saved with this {CONFIG_NAME} (its "
+                    "SHA-256 differs: changed after saving, truncated, or half-written by "
+                    f"a crash); refusing to load the {what}")
+    try:
+        state = load_file(str(path / WEIGHTS_NAME))
+        extra = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read the {what} ({type(exc).__name__}: "
+                         f"{str(exc)[:300]})") from None
     return config, state, extra
 
 
