@@ -92,3 +92,160 @@ def test_evaluate_accepts_a_corrupting_function(tiny_digits, tmp_path):
     drowned = p.evaluate(data, noise={"audio": noisy_snr("audio", -30.0, seed=1)})
     assert drowned == p.evaluate(data, noise={"audio": noisy_snr("audio", -30.0, seed=1)})
     assert drowned != clean
+
+
+# -- the examples, end to end on tiny data ------------------------------------------
+
+def _example(name: str):
+    """Import examples/<name>.py as a module (examples/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_png(path) -> bool:
+    return path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_noisy_training_copies_are_written_at_their_snr(tiny_digits, tmp_path):
+    import soundfile as sf
+
+    from polymodal.apps.av_snr import with_noisy_copies
+    from polymodal.data import Manifest
+
+    train = Manifest.read(tiny_digits).split("train")
+    table = with_noisy_copies(train, tmp_path / "copies", (-10.0,), copies=2, seed=0)
+    assert len(table) == 3 * len(train)
+    assert table["id"].is_unique and (table["split"] == "train").all()
+    original, copy = table.iloc[0], table.iloc[len(train)]
+    assert copy["image"] == original["image"] and copy["label"] == original["label"]
+    assert str(tmp_path / "copies") in copy["audio"]
+    clean, _ = sf.read(original["audio"], dtype="float32")
+    noisy_clip, sr = sf.read(copy["audio"], dtype="float32")
+    assert sr == 16_000 and noisy_clip.shape == clean.shape
+    assert _measured_snr(clean, noisy_clip) == pytest.approx(-10.0, abs=0.3)
+    # made again: the same files, the same noise
+    again = with_noisy_copies(train, tmp_path / "copies", (-10.0,), copies=2, seed=0)
+    assert again.equals(table)
+
+
+def test_audio_visual_example_runs_end_to_end_and_resumes(tiny_digits, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    example = _example("audio_visual_snr")
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--data", str(tiny_digits), "--seeds", "0", "--epochs", "1",
+            "--snrs", "inf", "0", "-10", "--preset", "tiny"]
+    summary = example.main(argv)
+    table = pd.read_csv(out / "av_snr.csv")
+    assert len(table) == 3 * 3
+    assert set(table["setting"]) == {"audio alone", "image alone", "fused"}
+    assert list(table[table.setting == "fused"]["snr"]) == ["clean", "0 dB", "-10 dB"]
+    assert table["accuracy_mean"].between(0, 1).all()
+    # the image-alone model never hears: its accuracy cannot change with the SNR
+    assert table[table.setting == "image alone"]["accuracy_mean"].nunique() == 1
+    saved = json.loads((out / "av_snr.json").read_text())
+    assert isinstance(saved["fused_above_both_everywhere"], bool)
+    assert saved["fused_above_both_everywhere"] == summary["fused_above_both_everywhere"]
+    assert set(saved["fused_minus_best_single"]) == {"clean", "0 dB", "-10 dB"}
+    assert _is_png(out / "av_snr.png")
+    assert len(list((out / "noisy-train").rglob("*.wav"))) > 0  # trained on noisy copies
+    printed = capsys.readouterr().out
+    assert "fused above both single modalities at every SNR" in printed
+    # a second run resumes: nothing is trained again, the same results come out
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    again = example.main(argv)
+    assert (out / "results.jsonl").read_text().splitlines() == lines
+    assert "done before" in capsys.readouterr().out
+    assert again["rows"] == summary["rows"]
+
+
+def test_audio_visual_example_quick_defaults():
+    example = _example("audio_visual_snr")
+    quick = example.settings_from(example.parse_args(["--quick"]))
+    full = example.settings_from(example.parse_args([]))
+    assert quick.seeds == (0,) and quick.epochs < full.epochs
+    assert full.snrs[0] == math.inf and full.snrs[-1] == -10.0 and len(full.seeds) >= 2
+    assert example.settings_from(example.parse_args(["--no-augment"])).augment_snrs == ()
+
+
+def _bundled(name: str, folder, limit: int):
+    from polymodal.data.bundled import DatasetUnavailable
+
+    try:
+        return make_dataset(name, folder, limit=limit, show_progress=False)
+    except DatasetUnavailable as e:  # a Debian package missing here
+        pytest.skip(str(e))
+
+
+def test_image_text_example_runs_end_to_end(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    tux = _bundled("tuxpaint", tmp_path / "tux", 3)
+    fashion = _bundled("fashion-mnist", tmp_path / "fm", 3)
+    example = _example("image_text_recognition")
+    out = tmp_path / "out"
+    summary = example.main([
+        "--out", str(out), "--seeds", "0", "--tuxpaint-epochs", "1", "--fashion-epochs", "1",
+        "--tuxpaint-preset", "tiny", "--fashion-per-class", "3", "1", "3",
+        "--tuxpaint-data", str(tux), "--fashion-data", str(fashion),
+        "--cache", str(tmp_path / "cache")])
+    table = pd.read_csv(out / "image_text.csv")
+    assert list(table["dataset"]) == ["tuxpaint"] * 3 + ["fashion-mnist"] * 3
+    assert list(table["setting"]) == [
+        "image alone", "caption alone", "image + caption (gated)",
+        "image alone", "record alone", "image + record (gated)"]
+    assert table["accuracy_mean"].between(0, 1).all()
+    saved = json.loads((out / "image_text.json").read_text())
+    assert set(saved["fused_minus_best_single"]) == {"tuxpaint", "fashion-mnist"}
+    for dataset, column in (("tuxpaint", "caption"), ("fashion-mnist", "record")):
+        report = pd.read_csv(out / dataset / "modality_report.csv")
+        settings = set(report["setting"])
+        assert {"all columns", f"without {column}", "image alone",
+                f"gate weight of {column}"} <= settings
+        gates = report[report.setting.str.startswith("gate weight")]["accuracy"]
+        assert gates.sum() == pytest.approx(1.0, abs=1e-4)
+        assert _is_png(out / dataset / "confusion_matrix.png")
+        assert saved["modality_report"][dataset] == report.to_dict("records")
+    assert _is_png(out / "image_text.png")
+    records = pd.read_csv(out / "fashion-mnist" / "fashion-mnist-records.csv",
+                          keep_default_na=False)
+    assert set(records["split"]) == {"train", "val", "test"}
+    assert (records["split"] == "test").sum() == 10 * 3  # 3 of each class
+    assert not records["record"].str.contains("|".join(
+        ["boot", "sneaker", "trouser", "pullover", "coat", "dress"]), case=False).any()
+    assert "modality report, fashion-mnist" in capsys.readouterr().out
+    assert summary["rows"] == saved["rows"]
+
+
+def test_fashion_records_are_short_noisy_and_never_name_the_class():
+    from polymodal.apps.image_text import FASHION_FACTS, fashion_record
+
+    rng = np.random.default_rng(0)
+    records = {c: [fashion_record(c, rng) for _ in range(400)] for c in FASHION_FACTS}
+    every = [r for rs in records.values() for r in rs]
+    assert 0.11 < sum(r == "" for r in every) / len(every) < 0.19  # 15% empty
+    for label, rs in records.items():
+        for r in rs:
+            assert len(r.split()) <= 8
+            for word in label.lower().replace("/", " ").split():
+                assert word not in r.lower().split(), (label, r)
+        written = [r for r in rs if r]
+        own = set(" ".join(FASHION_FACTS[label]).split())
+        # mostly the class's own attributes, sometimes another class's, sometimes typos
+        assert sum(bool(set(r.split(": ", 1)[1].replace(";", "").split()) - own)
+                   for r in written) / len(written) > 0.2
+        assert sum(set(r.split(": ", 1)[1].replace(";", "").split()) <= own
+                   for r in written) / len(written) > 0.5
+    again = np.random.default_rng(0)
+    assert [fashion_record(c, again) for c in FASHION_FACTS for _ in range(400)] == every
