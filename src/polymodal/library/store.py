@@ -97,6 +97,14 @@ class LanceStore(VectorStore):
         return pa.schema([*(pa.field(f, pa.string()) for f in FIELDS),
                           pa.field("vector", pa.list_(pa.float32(), self.dim))])
 
+    def _opened(self) -> bool:
+        """Is there a table to read? Opens it when another process (an indexer) has
+        created it since this store was made: a server started on an empty library sees
+        what is indexed later, without a restart."""
+        if self._table is None and self.TABLE in self.db.list_tables().tables:
+            self._table = self.db.open_table(self.TABLE)
+        return self._table is not None
+
     @property
     def table(self) -> Any:
         if self._table is None:
@@ -120,7 +128,7 @@ class LanceStore(VectorStore):
             self.table.delete(f"key IN ({chunk})")
 
     def contents(self, source: str | None = None) -> dict[str, str]:
-        if self._table is None:
+        if not self._opened():
             return {}
         query = self.table.search().select(["key", "content"])
         if source is not None:
@@ -130,7 +138,7 @@ class LanceStore(VectorStore):
 
     def search(self, vector: np.ndarray, k: int, modality: str | None = None
                ) -> list[dict[str, Any]]:
-        if self._table is None:
+        if not self._opened():
             return []
         # nprobes matters once an ANN index exists and is ignored by an exact scan, so
         # the hot path need not ask which one this table has
@@ -146,7 +154,7 @@ class LanceStore(VectorStore):
         return out
 
     def count(self) -> int:
-        return 0 if self._table is None else int(self.table.count_rows())
+        return int(self.table.count_rows()) if self._opened() else 0
 
     @property
     def indexed(self) -> bool:
@@ -160,7 +168,7 @@ class LanceStore(VectorStore):
             self.table.create_index("vector", config=ann_index_config(n), replace=True)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        if self._table is None:
+        if not self._opened():
             return None
         rows = (self.table.search().where(f"key = '{_escape(key)}'").select(list(FIELDS))
                 .limit(1).to_list())
