@@ -19,6 +19,88 @@ from polymodal.library import Library
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 10 * 2**20
+#: room for a form's other fields and boundaries on top of the upload limit
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: paths that answer without the API key: the health probe and the static page (which
+#: holds no library data and is where the key is typed)
+OPEN_PATHS = frozenset({"/health", "/"})
+
+
+class BodyTooLarge(HTTPException):
+    """A request body that went over the limit while it was being received."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit:,} bytes")
+
+
+async def _send_json(send: Any, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    """The first thing every request meets (pure ASGI, before any body is read):
+
+    - with an API key set, every path but :data:`OPEN_PATHS` needs ``X-API-Key``
+      (compared in constant time), the OpenAPI schema and docs included;
+    - a body whose ``Content-Length`` is over ``limit`` is refused with 413 before a
+      byte of it is read; a body without one (chunked) is counted as it arrives and
+      refused with 413 the moment it goes over, so no request makes the server hold or
+      spool more than ``limit`` bytes.
+    """
+
+    def __init__(self, app: Any, *, limit: int, api_key: str | None) -> None:
+        self.app, self.limit, self.api_key = app, limit, api_key
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        if self.api_key and scope.get("path", "") not in OPEN_PATHS:
+            given = headers.get(b"x-api-key", b"").decode("latin-1")
+            if not secrets.compare_digest(given.encode(), self.api_key.encode()):
+                await _send_json(send, 401, "missing or wrong X-API-Key")
+                return
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await _send_json(send, 400, "Content-Length is not a number")
+                return
+            if int(length) > self.limit:
+                await _send_json(send, 413, f"request body over the limit of "
+                                            f"{self.limit:,} bytes")
+                return
+        received = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _sniff_kind(data: bytes) -> str:
+    """What an upload's bytes are, by their signature (never by its name)."""
+    head = data[:64]
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")) or \
+            (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[:4] in (b"II*\x00",
+                                                                           b"MM\x00*"):
+        return "image"
+    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head.startswith(
+            (b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")):
+        return "audio"
+    return "other"
 
 
 def _read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -44,9 +126,13 @@ def _decode_file(path: str | Path, kind: str, name: str | None) -> Any:
 
 
 def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
-    """An uploaded picture or sound, decoded (see :func:`_decode_file`)."""
-    suffix = Path(name or "").suffix.lower()[:10] or (".png" if kind == "image" else ".wav")
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+    """An uploaded picture or sound, decoded (see :func:`_decode_file`). It is judged by
+    its bytes: the name the client gave is not used (a picture named ``.wav`` is a
+    picture; text named ``.png`` is refused)."""
+    sniffed = _sniff_kind(data)
+    if sniffed != "other" and sniffed != kind:
+        raise HTTPException(415, f"{name}: the file's content is {sniffed}, not {kind}")
+    with tempfile.NamedTemporaryFile(suffix=".upload") as tmp:
         tmp.write(data)
         tmp.flush()
         return _decode_file(tmp.name, kind, name)
@@ -60,6 +146,8 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
     lib = Library(library, root)
     app = FastAPI(title=f"polymodal: {library}", version="0.1.0",
                   description="Search and ask a multimodal library.")
+    app.add_middleware(GuardMiddleware, limit=max_upload_bytes + FORM_OVERHEAD_BYTES,
+                       api_key=api_key)
     model: dict[str, Any] = {}
 
     def check_key(request: Request) -> None:
@@ -67,19 +155,7 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
                                                   api_key):
             raise HTTPException(401, "missing or wrong X-API-Key")
 
-    guarded = [Depends(check_key)]
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
-        """Refuse a body over the limit from its Content-Length, before reading it."""
-        from fastapi.responses import JSONResponse
-
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and \
-                int(length) > max_upload_bytes + 64 * 1024:  # room for the form's fields
-            return JSONResponse({"detail": f"request body over the limit of "
-                                           f"{max_upload_bytes // 2**20} MB"}, status_code=413)
-        return await call_next(request)
+    guarded = [Depends(check_key)]  # also checked by GuardMiddleware, before the body
 
     @app.get("/health")
     def health() -> dict[str, Any]:
