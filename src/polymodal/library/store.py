@@ -67,6 +67,9 @@ def ann_index_config(n: int) -> Any:
 INDEX_FROM = 100_000
 #: partitions probed per query once indexed
 NPROBES = 20
+#: once indexed, the best REFINE_FACTOR x k candidates of the quantised index are
+#: re-ranked by their full vectors (at 1M vectors Recall@10 0.84 without, 0.997 with 5)
+REFINE_FACTOR = 5
 
 
 class LanceStore(VectorStore):
@@ -140,10 +143,10 @@ class LanceStore(VectorStore):
                ) -> list[dict[str, Any]]:
         if not self._opened():
             return []
-        # nprobes matters once an ANN index exists and is ignored by an exact scan, so
-        # the hot path need not ask which one this table has
+        # nprobes and the refine factor matter once an ANN index exists and are ignored
+        # by an exact scan, so the hot path need not ask which one this table has
         query = (self.table.search(np.asarray(vector, np.float32)).metric("cosine")
-                 .nprobes(NPROBES).limit(k))
+                 .nprobes(NPROBES).refine_factor(REFINE_FACTOR).limit(k))
         if modality is not None:
             query = query.where(f"modality = '{_escape(modality)}'", prefilter=True)
         out = []
