@@ -54,6 +54,8 @@ def test_generated_requests_get_no_server_error(app):
         operation = result.ok()
         seen = statuses.setdefault(f"{operation.method.upper()} {operation.path}", [])
         _fuzz(operation, seen)
+    print("schemathesis:", {op: len(codes) for op, codes in statuses.items()},
+          "statuses:", sorted({s for codes in statuses.values() for s in codes}))
     assert len(statuses) == 8, sorted(statuses)
     assert all(statuses.values())
     assert not [s for codes in statuses.values() for s in codes if s >= 500]
@@ -194,3 +196,60 @@ def test_with_an_api_key_every_path_but_health_needs_it(colour_library):
             checked += 1
     assert checked >= 2 * 9  # the API, the schema and the docs
     assert client.get("/nowhere").status_code == 401  # unknown paths tell nothing either
+
+
+@pytest.mark.slow
+def test_search_under_concurrent_load_has_no_errors(colour_library):
+    """The library issue's load test, on the colour library: 400 searches by words and
+    by picture, 8 at a time, through uvicorn on loopback, with an API key."""
+    import socket
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        create_app("photos", colour_library, api_key="load-key"), host="127.0.0.1",
+        port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"X-API-Key": "load-key"}
+    statuses: list[int] = []
+    latencies: list[float] = []
+
+    def one(i: int, client: httpx.Client) -> None:
+        t = time.perf_counter()
+        if i % 4 == 3:
+            r = client.post(f"{base}/api/search/image", headers=headers,
+                            files={"file": ("q.png", _png((20 * i % 255, 40, 200)))})
+        else:
+            r = client.get(f"{base}/api/search", headers=headers,
+                           params={"q": ["red", "a blue square", "green", "white"][i % 4]})
+        latencies.append(time.perf_counter() - t)
+        statuses.append(r.status_code)
+
+    try:
+        with httpx.Client(timeout=60) as client:
+            one(0, client)
+            statuses.clear()
+            latencies.clear()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: one(i, client), range(400)))
+            wall = time.perf_counter() - start
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    ms = np.array(latencies) * 1000
+    print(f"load: 400 requests, 8 at a time, {400 / wall:.1f} req/s, p50 "
+          f"{np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, errors "
+          f"{sum(s != 200 for s in statuses)}")
+    assert len(statuses) == 400 and set(statuses) == {200}

@@ -179,7 +179,9 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
             return _flatten(_decode_svg(path, limits), mode)
         raise MediaError("not an image Pillow can identify (wrong format or corrupt)",
                          kind="unreadable") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # Pillow's plugins raise many types on corrupt input
+        # (OSError, SyntaxError, ValueError, and from a damaged TIFF TypeError or
+        # KeyError: found by tests/test_reliability_fuzz.py)
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower():
             reason = f"truncated image ({reason})"
