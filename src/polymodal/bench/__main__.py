@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             section = RESUMABLE[name](args.quick, train=False)
         else:
             section = BENCHMARKS[name](args.quick)
-        path = write_section(section, args.out)
+        path = write_section(section, args.out, order=list(BENCHMARKS))
         print(section.render())
         print(f"-> {path}")
 

@@ -18,7 +18,9 @@ HEADER = """# Benchmarks
 
 Every number here was measured by `make bench` (or the command given in its section) on
 the machine named in the section, against a baseline measured in the same run. Speed
-is reported as a ratio to that baseline; no unit test asserts a time.
+is reported as a ratio to that baseline; no unit test asserts a time. `make bench`
+runs every section in full (hours on 2 CPUs; the long ones resume where they stopped);
+`make bench-quick` runs them all on small data into `bench-results/quick-report.md`.
 """
 
 
@@ -99,15 +101,55 @@ def machine_summary() -> str:
             f"torch {torch.__version__}")
 
 
-def write_section(section: Section, path: Path = Path("docs/benchmarks.md")) -> Path:
-    """Insert or replace ``section`` in the report at ``path``."""
+def _anchor(title: str) -> str:
+    """GitHub's anchor for a heading."""
+    slug = re.sub(r"[^\w\- ]", "", title.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def contents(text: str) -> str:
+    """The report's table of contents: each section's title, linked, and its command."""
+    lines = []
+    for key, title in re.findall(r"<!-- bench:([\w-]+) -->\n## (.+)\n", text):
+        command = re.search(rf"<!-- bench:{re.escape(key)} -->.*?Reproduce: `([^`]+)`",
+                            text, re.DOTALL)
+        lines.append(f"- [{title}](#{_anchor(title)})"
+                     + (f": `{command.group(1)}`" if command else ""))
+    return "\n".join(lines)
+
+
+CONTENTS = re.compile(r"<!-- contents -->.*?<!-- /contents -->", re.DOTALL)
+
+
+def write_section(section: Section, path: Path = Path("docs/benchmarks.md"),
+                  order: list[str] | None = None) -> Path:
+    """Insert or replace ``section`` in the report at ``path`` and refresh its table of
+    contents. A new section goes before the first section that follows it in ``order``
+    (the benchmarks' keys in pipeline order), else at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     block = section.render()
     pattern = re.compile(rf"<!-- bench:{re.escape(section.key)} -->.*?"
                          rf"<!-- /bench:{re.escape(section.key)} -->", re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else \
-        text.rstrip() + "\n\n" + block + "\n"
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        later = order[order.index(section.key) + 1:] if order and section.key in order \
+            else []
+        marks = [text.find(f"<!-- bench:{k} -->") for k in later]
+        marks = [m for m in marks if m >= 0]
+        if marks:
+            at = min(marks)
+            text = text[:at] + block + "\n\n" + text[at:]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    toc = f"<!-- contents -->\n{contents(text)}\n<!-- /contents -->"
+    if CONTENTS.search(text):
+        text = CONTENTS.sub(lambda _: toc, text)
+    else:  # after the header's first paragraph block
+        first = text.find("<!-- bench:")
+        text = (text[:first] + toc + "\n\n" + text[first:]) if first >= 0 else \
+            text.rstrip() + "\n\n" + toc + "\n"
     path.write_text(text, encoding="utf-8")
     return path
 
