@@ -173,7 +173,8 @@ def run_demo(folder: str | Path, *, console: Console | None = None, quick: bool 
 
     with steps.step("index", "a library of tuxpaint", "its pictures and captions in one "
                     "space (LanceDB on local disk)"):
-        model = builtin_model("lit-tuxpaint", root=model_root, quick=quick)
+        model = builtin_model("lit-tuxpaint", root=model_root, quick=quick,
+                              progress=not quick)
         root = Path(library_root) if library_root else library_home()
         result.library_root = root
         name = LIBRARY + ("-quick" if quick else "")

@@ -16,7 +16,7 @@ def models_home() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "polymodal" / "models"
 
 
-def _lit_tuxpaint(folder: Path, quick: bool = False) -> Path:
+def _lit_tuxpaint(folder: Path, quick: bool = False, progress: bool = False) -> Path:
     """Locked EfficientNet-Lite0 and MiniLM towers with heads trained on tuxpaint's
     stamps and captions (train split; a few minutes on a CPU)."""
     from polymodal.data import Manifest
@@ -28,7 +28,7 @@ def _lit_tuxpaint(folder: Path, quick: bool = False) -> Path:
     pre = Pretrainer(modalities=["image", "caption"], preset="pretrained", seed=0,
                      max_epochs=2 if quick else 40, cache_dir=data_home() / "feature-cache",
                      path=folder.parent / f"{folder.name}-run")
-    pre.fit(m.split("train"), m.split("val"), progress=False)
+    pre.fit(m.split("train"), m.split("val"), progress=progress)
     return pre.save(folder)
 
 
@@ -36,8 +36,9 @@ BUILTIN: dict[str, Callable[..., Path]] = {"lit-tuxpaint": _lit_tuxpaint}
 
 
 def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
-                  quick: bool = False) -> Path:
-    """The folder of builtin model ``name``, trained first if it is not there yet."""
+                  quick: bool = False, progress: bool = False) -> Path:
+    """The folder of builtin model ``name``, trained first if it is not there yet (with
+    progress bars if ``progress``)."""
     if name.startswith(PREFIX):
         name = name[len(PREFIX):]
     if name not in BUILTIN:
@@ -46,10 +47,13 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
     folder = Path(root or models_home()) / (name + ("-quick" if quick else ""))
     if (folder / "config.yaml").exists():
         return folder
-    return BUILTIN[name](folder, quick=quick)
+    if progress:
+        print(f"training the builtin model {PREFIX}{name} into {folder} (first use only)",
+              flush=True)
+    return BUILTIN[name](folder, quick=quick, progress=progress)
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
     """A model folder, or a builtin model (``builtin:lit-tuxpaint``) made if needed."""
     text = str(model)
-    return builtin_model(text) if text.startswith(PREFIX) else Path(model)
+    return builtin_model(text, progress=True) if text.startswith(PREFIX) else Path(model)
