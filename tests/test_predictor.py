@@ -181,7 +181,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path):
                                                              resume=True)
     np.testing.assert_allclose(resumed.predict_proba(df).to_numpy(),
                                whole.predict_proba(df).to_numpy(), atol=1e-5)
-    checkpoints = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
+    checkpoints = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("*.ckpt"))
     assert checkpoints == ["best.ckpt", "last.ckpt"]  # replaced in place, not versioned
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Predictor(**settings, path=tmp_path / "new").fit(df, progress=False, resume=True)

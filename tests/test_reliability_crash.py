@@ -105,21 +105,29 @@ def test_a_damaged_training_checkpoint_is_refused_not_loaded(colours_csv, tmp_pa
         "a pickle that runs a command": pickle.dumps({"state_dict": _Payload(marker)}),
         "a torch.save of code": None,
     }
-    refused = 0
-    for name, data in cases.items():
-        if data is None:
-            torch.save({"state_dict": {}, "hook": _Payload(marker)}, last)
-        else:
-            last.write_bytes(data)
-        try:
-            Predictor(**settings, path=tmp_path / "run").fit(colours_csv, progress=False,
-                                                            resume=True)
-        except CheckpointError as exc:
-            assert "refused" in str(exc) or "not a Lightning" in str(exc), name
-            refused += 1
-        else:  # a flipped byte inside stored tensor data is not detectable by zip/pickle
-            assert name == "one byte flipped in the middle", name
-    assert refused >= len(cases) - 1
+    sums = last.with_name("last.ckpt.sha256")
+    assert sums.read_text().split()[0] == __import__("hashlib").sha256(whole).hexdigest()
+    refused: dict[bool, list[str]] = {True: [], False: []}
+    for with_checksum in (True, False):
+        saved_sums = sums.read_text() if sums.exists() else None
+        if not with_checksum:
+            sums.unlink()  # a checkpoint from before checksums: weights-only still guards
+        for name, data in cases.items():
+            if data is None:
+                torch.save({"state_dict": {}, "hook": _Payload(marker)}, last)
+            else:
+                last.write_bytes(data)
+            try:
+                Predictor(**settings, path=tmp_path / "run").fit(
+                    colours_csv, progress=False, resume=True)
+            except CheckpointError as exc:
+                assert "refused" in str(exc) or "not a Lightning" in str(exc), name
+                refused[with_checksum].append(name)
+            if saved_sums is not None and with_checksum:
+                sums.write_text(saved_sums)
+    assert refused[True] == list(cases)  # the checksum catches all six
+    # without it, a flipped byte inside tensor data passes zip and unpickling
+    assert refused[False] == [n for n in cases if n != "one byte flipped in the middle"]
     assert not marker.exists()  # nothing in any file was executed
 
 
@@ -137,8 +145,30 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk went away"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, target)
     assert target.read_bytes() == before  # the old whole file, not half a new one
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
     assert io.load_checkpoint(target)["epoch"] == 1
+    monkeypatch.undo()
+    # a crash between the checksum file and the rename leaves the old checkpoint, whose
+    # hash the new checksum file still accepts
+    sums = tmp_path / "last.ckpt.sha256"
+    real_replace = os.replace
+
+    def die_at_the_rename(src, dst):
+        if str(dst) == str(target):
+            raise KeyboardInterrupt("killed between the two renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die_at_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, target)
+    monkeypatch.undo()
+    assert len(sums.read_text().split()) == 2  # the new hash, then the old one
+    assert io.load_checkpoint(target)["epoch"] == 1
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 3}, target)
+    assert io.load_checkpoint(target)["epoch"] == 3
+    target.write_bytes(before)  # an older whole checkpoint put back by hand: not accepted
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        io.load_checkpoint(target)
 
 
 def test_index_killed_mid_way_resumes_with_no_duplicate_and_no_missing(colour_model,

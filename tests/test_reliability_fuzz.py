@@ -169,3 +169,17 @@ def test_a_tiff_whose_second_frame_lacks_its_width_is_our_error(tmp_path):
     with pytest.raises(MediaError, match="Missing dimensions") as info:
         decode_image(path)
     assert info.value.kind == "unreadable"
+
+
+@pytest.mark.parametrize("confine", [False, True])
+def test_a_path_with_a_nul_byte_is_a_bad_cell(tmp_path, confine):
+    """Found by the long fuzz run: a manifest cell with a NUL byte made os.stat and
+    Path.resolve raise ValueError out of validate."""
+    (tmp_path / "m.jsonl").write_text('{"image": "a\\u0000b.png", "caption": "x"}\n'
+                                      '{"image": "loop.png", "caption": "y"}\n')
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")  # a symlink to itself
+    report = validate(Manifest.read(tmp_path / "m.jsonl", confine=confine),
+                      show_progress=False)
+    assert [(p.row, p.column, p.kind) for p in report.problems] == [
+        (0, "image", "bad_value"), (1, "image", "unreadable")]
+    assert "NUL byte" in report.problems[0].reason

@@ -126,9 +126,9 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "saved model"
         for name in (WEIGHTS_NAME, STATE_NAME):
             if checksums.get(name) != sha256_file(path / name):
                 raise ValueError(
-                    f"{path}: {name} is not the file saved with this {CONFIG_NAME} (its "
-                    "SHA-256 differs: changed after saving, truncated, or half-written by "
-                    f"a crash); refusing to load the {what}")
+                    f"{path}: cannot read the {what}: {name} is not the file saved with "
+                    f"this {CONFIG_NAME} (its SHA-256 differs: changed after saving, "
+                    "truncated, or half-written by a crash); refused")
     try:
         state = load_file(str(path / WEIGHTS_NAME))
         extra = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))

@@ -242,10 +242,17 @@ class Manifest:
         if not isinstance(v, str | os.PathLike):
             raise MediaError(f"expected a file path, got {type(v).__name__} {v!r}",
                              kind="bad_value", location=self.location(row, column))
+        if "\x00" in str(v):  # found by tests/test_reliability_fuzz.py: os calls raise
+            raise MediaError("path holds a NUL byte", kind="bad_value",
+                             location=self.location(row, column))
         p = Path(os.path.expanduser(str(v).strip()))
         p = p if p.is_absolute() else self.root / p
         if self.confine:
-            real = p.resolve()
+            try:
+                real = p.resolve()
+            except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+                raise MediaError(f"cannot resolve the path ({exc})", kind="unreadable",
+                                 location=self.location(row, column, str(p))) from None
             if not real.is_relative_to(self.root):
                 raise MediaError(
                     f"path leads outside the manifest's folder {self.root} (to {real}); "

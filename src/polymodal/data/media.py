@@ -50,8 +50,9 @@ def _check_file(path: Path) -> int:
         st = path.stat()
     except FileNotFoundError:
         raise MediaError("file not found", kind="missing_file") from None
-    except OSError as exc:
-        raise MediaError(f"cannot open file: {exc.strerror}", kind="unreadable") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise MediaError(f"cannot open file: {getattr(exc, 'strerror', None) or exc}",
+                         kind="unreadable") from None
     if stat.S_ISDIR(st.st_mode):
         raise MediaError("is a folder, not a file", kind="unreadable")
     if st.st_size == 0:

@@ -45,26 +45,45 @@ class CheckpointError(ValueError):
     tampered with, or not a checkpoint at all. It is refused, never loaded in part."""
 
 
+#: the suffix of a checkpoint's checksum file (``last.ckpt.sha256``)
+CHECKSUM_SUFFIX = ".sha256"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written atomically and read without executing code.
+    """Lightning checkpoints written atomically, checksummed, and read without executing
+    code.
 
     A checkpoint is written to a temporary file next to its target, flushed to disk,
     then renamed over it: a crash (SIGKILL, power loss) at any moment leaves either the
-    previous whole file or the new whole file, never a mix. Reading always uses
-    ``torch.load(weights_only=True)`` (tensors and plain values only: a pickle that
-    would run code is refused), and a file that cannot be read is a
+    previous whole file or the new whole file, never a mix. Before the rename,
+    ``<name>.sha256`` is replaced (atomically too) by the SHA-256 of the new file and of
+    the one it replaces, so whichever of the two a crash leaves in place is accepted and
+    any other content (a flipped bit in a tensor, a file swapped in) is refused. Reading
+    always uses ``torch.load(weights_only=True)``: tensors and plain values only, a
+    pickle that would run code is refused. A file that cannot be used is a
     :class:`CheckpointError` naming it."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
+        import hashlib
+
+        from polymodal.checkpoint import write_atomically
+
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        digest = hashlib.sha256()
         try:
             with tmp.open("wb") as fh:
                 torch.save(checkpoint, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
+            with tmp.open("rb") as fh:
+                for block in iter(lambda: fh.read(2**20), b""):
+                    digest.update(block)
+            previous = _accepted_hashes(target)[:1]
+            write_atomically(_checksum_path(target),
+                             "\n".join([digest.hexdigest(), *previous]) + "\n")
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -73,18 +92,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         weights_only: bool | None = None) -> dict[str, Any]:
         return load_training_checkpoint(path, map_location=map_location)
 
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        _checksum_path(Path(path)).unlink(missing_ok=True)
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def _accepted_hashes(path: Path) -> list[str]:
+    """The SHA-256 values a checkpoint may have (newest first); [] without a file."""
+    sums = _checksum_path(path)
+    if not sums.is_file():
+        return []
+    return [line.strip() for line in sums.read_text().splitlines() if line.strip()]
+
 
 def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu"
                              ) -> dict[str, Any]:
-    """A Lightning checkpoint read with ``weights_only=True``.
+    """A Lightning checkpoint, checked against its ``.sha256`` file when it has one and
+    read with ``weights_only=True``.
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: a truncated, half-written, tampered or foreign file.
     """
+    from polymodal.checkpoint import sha256_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    accepted = _accepted_hashes(path)
+    if accepted and sha256_file(path) not in accepted:
+        raise CheckpointError(
+            f"{path}: its SHA-256 is not the one written with it in "
+            f"{_checksum_path(path).name} (changed after saving, truncated, or "
+            "half-written); refused")
     try:
         checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as exc:  # zip, unpickling and weights-only errors alike
