@@ -259,3 +259,25 @@ def test_a_second_indexer_is_refused_while_one_runs(model_dir, collection, tmp_p
         proc.wait()
     report = lib.index(tmp_path / "photos.csv", progress=False)  # the lock died with it
     assert report.added == 2 * len(collection)
+
+
+def test_first_searches_at_once_load_the_model_once(colour_library, monkeypatch):
+    """A server's first requests arrive together: the lazily loaded model and store
+    are made once, and every search succeeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from polymodal.pretraining import Pretrainer
+
+    loads = []
+    real_load = Pretrainer.load.__func__
+
+    def counting_load(cls, path):
+        loads.append(path)
+        return real_load(cls, path)
+
+    monkeypatch.setattr(Pretrainer, "load", classmethod(counting_load))
+    lib = Library("photos", colour_library)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda q: lib.search(q, k=3), ["red", "blue", "green"] * 4))
+    assert len(loads) == 1
+    assert all(len(r) == 3 for r in results)

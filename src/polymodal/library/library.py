@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ class Library:
         self.config = _read_config(config_path)
         self._model: Any = None
         self._store: VectorStore | None = None
+        # the model and store load on first use; a server's first requests come at once
+        self._loading = threading.RLock()
         self._vqa: Any = None
         self._generator: Any = None
 
@@ -163,20 +166,25 @@ class Library:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from polymodal.pretraining import Pretrainer
+            with self._loading:
+                if self._model is None:
+                    from polymodal.pretraining import Pretrainer
 
-            self._model = Pretrainer.load(self.config["model"])
+                    self._model = Pretrainer.load(self.config["model"])
         return self._model
 
     @property
     def store(self) -> VectorStore:
         if self._store is None:
-            dim = self.model.dim_
-            if self.config["backend"] == "milvus":
-                uri = self.config.get("uri") or str(self.folder / "milvus.db")
-                self._store = MilvusStore(uri, dim, token=os.environ.get("MILVUS_TOKEN"))
-            else:
-                self._store = LanceStore(self.folder / "lance", dim)
+            with self._loading:
+                if self._store is None:
+                    dim = self.model.dim_
+                    if self.config["backend"] == "milvus":
+                        uri = self.config.get("uri") or str(self.folder / "milvus.db")
+                        self._store = MilvusStore(uri, dim,
+                                                  token=os.environ.get("MILVUS_TOKEN"))
+                    else:
+                        self._store = LanceStore(self.folder / "lance", dim)
         return self._store
 
     def tower(self, modality: str) -> str:

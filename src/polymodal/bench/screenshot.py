@@ -1,0 +1,72 @@
+"""``python -m polymodal.bench.screenshot``: the library's web page in headless Chromium
+after a question, saved as a PNG for the docs.
+
+    python -m polymodal.bench.screenshot --library tuxpaint --question "a red sports car" \\
+        --out docs/img/library-tuxpaint.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+
+def screenshot(library: str, root: Path | None, question: str, out: Path,
+               width: int = 1200, height: int = 900) -> Path:
+    """Serve ``library`` on a free loopback port, ask ``question`` on its page and save
+    what a person sees (full page) to ``out``."""
+    import uvicorn
+    from playwright.sync_api import expect, sync_playwright
+
+    from polymodal.serve import create_app
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("chromium is not installed (make sysdeps installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(library, root), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(f"http://127.0.0.1:{port}")
+            page.fill("#query", question)
+            page.click("#ask-button")
+            expect(page.locator("#answer")).to_contain_text("Evidence", timeout=60_000)
+            page.wait_for_function(
+                "[...document.querySelectorAll('#results img')].every(i => i.complete)")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m polymodal.bench.screenshot",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--library", required=True)
+    parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--question", default="a red sports car")
+    parser.add_argument("--out", type=Path, default=Path("docs/img/library-tuxpaint.png"))
+    args = parser.parse_args(argv)
+    print(screenshot(args.library, args.root, args.question, args.out))
+
+
+if __name__ == "__main__":
+    main()
