@@ -132,7 +132,7 @@ def run_demo(folder: str | Path, *, console: Console | None = None, quick: bool 
 
     with steps.step("pretrain", "pretraining", "av-digits without its labels: each row's "
                     "picture, sound and record pulled together (contrastive)"):
-        pre = Pretrainer(preset="fast", seed=0, max_epochs=1 if quick else 15,
+        pre = Pretrainer(preset="fast", seed=0, max_epochs=1 if quick else 10,
                          path=folder / "runs" / "pretrain")
         pre.fit(train, val, progress=not quick)
         result.pretrained = pre.save(folder / "av-digits-pretrained")
