@@ -287,7 +287,21 @@ def test_a_damaged_library_config_is_refused(colour_library, tmp_path):
     shutil.copytree(colour_library / "photos", root / "photos")
     config = (root / "photos" / "library.yaml").read_text()
     Library("photos", root)  # whole: opens
-    for damaged in (config[: len(config) // 3], "", "model: [unclosed\n", "- a\n- b\n"):
+    for damaged in ("", "model: [unclosed\n", "- a\n- b\n", "backend: lancedb\n",
+                    "model: /m\nbackend: sqlite\n"):
         (root / "photos" / "library.yaml").write_text(damaged)
         with pytest.raises(ValueError, match=r"library\.yaml is damaged"):
             Library("photos", root)
+    # a file cut short may still parse; then its model path is cut too, and the library
+    # refuses to load it, naming what is missing, instead of searching with another model
+    model = yaml_model(config)
+    (root / "photos" / "library.yaml").write_text(
+        config.replace(model, model[: len(model) // 2]))
+    with pytest.raises((ValueError, FileNotFoundError), match=r"not a (saved|pretrained)"):
+        _ = Library("photos", root).model
+
+
+def yaml_model(config: str) -> str:
+    import yaml
+
+    return yaml.safe_load(config)["model"]

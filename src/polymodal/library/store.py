@@ -105,7 +105,10 @@ class LanceStore(VectorStore):
         created it since this store was made: a server started on an empty library sees
         what is indexed later, without a restart."""
         if self._table is None and self.TABLE in self.db.list_tables().tables:
-            self._table = self.db.open_table(self.TABLE)
+            try:
+                self._table = self.db.open_table(self.TABLE)
+            except (ValueError, FileNotFoundError):  # listed while still being created
+                return False
         return self._table is not None
 
     @property
