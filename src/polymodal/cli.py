@@ -472,6 +472,7 @@ def index_cmd(
     """Embed every new or changed item of SOURCE into a library (deleted ones are
     forgotten); an interrupted run resumes where it stopped."""
     from polymodal.library import Library
+    from polymodal.library.library import LibraryBusy
 
     try:
         if model is not None:
@@ -483,7 +484,7 @@ def index_cmd(
         if generator is not None:
             lib.attach_generator(generator)
         report = lib.index(source)
-    except (ManifestError, ValueError, FileNotFoundError) as exc:
+    except (ManifestError, ValueError, FileNotFoundError, LibraryBusy) as exc:
         out.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     out.print(f"{library}: {report.added:,} added, {report.updated:,} updated, "

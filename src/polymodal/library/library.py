@@ -50,6 +50,10 @@ def check_name(name: str) -> str:
     return name
 
 
+class LibraryBusy(RuntimeError):
+    """Another process is indexing this library (one indexer at a time)."""
+
+
 @dataclass
 class Hit:
     """One item found: its best-matching facet and what to show of it."""
@@ -238,7 +242,7 @@ class Library:
             except BlockingIOError:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
-                raise RuntimeError(f"library {self.name!r} is being indexed by {holder}; "
+                raise LibraryBusy(f"library {self.name!r} is being indexed by {holder}; "
                                    "wait for it to finish (an interrupted run releases "
                                    "the lock when its process ends)") from None
             fh.seek(0)
