@@ -151,12 +151,16 @@ def test_audio_visual_example_runs_end_to_end_and_resumes(tiny_digits, tmp_path,
     assert table["accuracy_mean"].between(0, 1).all()
     # the image-alone model never hears: its accuracy cannot change with the SNR
     assert table[table.setting == "image alone"]["accuracy_mean"].nunique() == 1
-    saved = json.loads((out / "av_snr.json").read_text())
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    saved = json.loads((out / "av_snr.json").read_text(), parse_constant=strict)
+    assert saved["settings"]["snrs"] == ["clean", "0 dB", "-10 dB"]
     assert isinstance(saved["fused_above_both_everywhere"], bool)
     assert saved["fused_above_both_everywhere"] == summary["fused_above_both_everywhere"]
     assert set(saved["fused_minus_best_single"]) == {"clean", "0 dB", "-10 dB"}
     assert _is_png(out / "av_snr.png")
-    assert len(list((out / "noisy-train").rglob("*.wav"))) > 0  # trained on noisy copies
+    assert list((out / "runs" / "noisy-train").rglob("*.wav"))  # trained on noisy copies
     printed = capsys.readouterr().out
     assert "fused above both single modalities at every SNR" in printed
     # a second run resumes: nothing is trained again, the same results come out
@@ -249,3 +253,53 @@ def test_fashion_records_are_short_noisy_and_never_name_the_class():
                    for r in written) / len(written) > 0.5
     again = np.random.default_rng(0)
     assert [fashion_record(c, again) for c in FASHION_FACTS for _ in range(400)] == every
+
+
+# -- the benchmark sections -----------------------------------------------------------
+
+def test_av_snr_bench_section(tiny_digits, tmp_path, monkeypatch):
+    import dataclasses
+
+    from polymodal.apps import av_snr as av
+    from polymodal.bench import apps
+    from polymodal.bench.report import write_section
+
+    tiny = dataclasses.replace(av.AVSNRSettings(), seeds=(0, 1), epochs=1, preset="tiny",
+                               snrs=(math.inf, -10.0), augment_snrs=(0.0,))
+    monkeypatch.setattr(av.AVSNRSettings, "quick", classmethod(lambda cls: tiny))
+    monkeypatch.setattr(av, "make_dataset", lambda name, **kw: tiny_digits)
+    section = apps.av_snr(quick=True, out=tmp_path / "av-snr")
+    assert section.key == "av-snr"
+    assert section.columns == ["setting", "seeds", "clean", "-10 dB", "train s"]
+    assert [r[0] for r in section.rows] == ["audio alone", "image alone",
+                                            "fused (late, dropout 0.5)"]
+    assert all(r[1] == "2" for r in section.rows)  # two seeds each
+    assert "stays above" in section.notes or "does NOT stay above" in section.notes
+    assert (tmp_path / "av-snr-quick" / "av_snr.csv").exists()
+    assert _is_png(tmp_path / "av-snr-quick.png")  # a quick run never writes docs/img
+    report = write_section(section, tmp_path / "benchmarks.md").read_text()
+    assert "<!-- bench:av-snr -->" in report and "| image alone | 2 |" in report
+
+
+def test_image_text_bench_section(tmp_path, monkeypatch):
+    import dataclasses
+
+    from polymodal.apps import image_text as it
+    from polymodal.bench import apps
+
+    made = {"tuxpaint": _bundled("tuxpaint", tmp_path / "tux", 3),
+            "fashion-mnist": _bundled("fashion-mnist", tmp_path / "fm", 3)}
+    tiny = dataclasses.replace(it.ImageTextSettings.quick(), tuxpaint_epochs=1,
+                               fashion_epochs=1, tuxpaint_preset="tiny",
+                               fashion_preset="tiny", cache_dir=str(tmp_path / "cache"),
+                               fashion_per_class={"train": 3, "val": 1, "test": 3})
+    monkeypatch.setattr(it.ImageTextSettings, "quick", classmethod(lambda cls: tiny))
+    monkeypatch.setattr(it, "make_dataset", lambda name, **kw: made[name])
+    section = apps.image_text(quick=True, out=tmp_path / "image-text")
+    assert section.key == "image-text"
+    assert [r[:2] for r in section.rows] == [
+        ["tuxpaint", "image alone"], ["tuxpaint", "caption alone"],
+        ["tuxpaint", "image + caption (gated)"], ["fashion-mnist", "image alone"],
+        ["fashion-mnist", "record alone"], ["fashion-mnist", "image + record (gated)"]]
+    assert "gate weight of record" in section.notes and "tuxpaint: all columns" in section.notes
+    assert _is_png(tmp_path / "image-text-quick.png")

@@ -58,12 +58,12 @@ class AVSNRSettings:
         test_limit: evaluate on at most this many test rows (``None``: all).
     """
 
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 12
+    seeds: tuple[int, ...] = (0, 1)
+    epochs: int = 10
     snrs: tuple[float, ...] = SNRS
-    fusion: str = "gated"
-    drop_modality: float = 0.3
-    augment_snrs: tuple[float, ...] = (20.0, 10.0, 5.0, 0.0, -5.0, -10.0)
+    fusion: str = "late"
+    drop_modality: float = 0.5
+    augment_snrs: tuple[float, ...] = (10.0, 0.0, -5.0, -10.0, -15.0)
     augment_copies: int = 1
     preset: str = "fast"
     limit: int | None = None
@@ -150,9 +150,9 @@ def _train_rows(manifest: Manifest, out: Path, s: AVSNRSettings, log: Log
     if not s.augment_snrs:
         return train_val, train_val
     train = manifest.split("train")
-    augmented = with_noisy_copies(train, out / "noisy-train", s.augment_snrs,
+    augmented = with_noisy_copies(train, out / "runs" / "noisy-train", s.augment_snrs,
                                   copies=s.augment_copies, log=log)
-    val = with_noisy_copies(manifest.split("val"), out / "noisy-val", ())
+    val = with_noisy_copies(manifest.split("val"), out / "runs" / "noisy-val", ())
     return train_val, pd.concat([augmented, val], ignore_index=True)
 
 
@@ -263,7 +263,8 @@ def write_outputs(out: Path, s: AVSNRSettings, records: list[dict[str, Any]], *,
         "per_seed": " ".join(f"{a:.4f}" for a in r["per_seed"])} for r in rows]).to_csv(
         out / "av_snr.csv", index=False)
     margin = fused_margin(rows)
-    summary = {"settings": {k: v for k, v in asdict(s).items()}, "test_rows": n_test,
+    settings = asdict(s) | {"snrs": [snr_label(x) for x in s.snrs]}  # JSON has no inf
+    summary = {"settings": settings, "test_rows": n_test,
                "rows": rows, "fused_minus_best_single": margin,
                "fused_above_both_everywhere": None if margin is None else
                bool(all(v > 0 for v in margin.values()))}

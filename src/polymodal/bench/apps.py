@@ -7,6 +7,7 @@ results in ``bench-results/``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from polymodal.apps import av_snr as av
@@ -15,10 +16,14 @@ from polymodal.bench.report import Section
 
 
 def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
-           plot: Path = Path("docs/img/av_snr.png")) -> Section:
+           plot: Path = Path("docs/img/av_snr.png"), seeds: tuple[int, ...] | None = None
+           ) -> Section:
     """Accuracy of audio alone, image alone and the fused model against the SNR of
-    white noise added to av-digits' test clips (clean to -10 dB)."""
+    white noise added to av-digits' test clips (clean to -10 dB). ``seeds`` replaces
+    the default seeds (results of other seeds stay in ``out`` for a later run)."""
     settings = av.AVSNRSettings.quick() if quick else av.AVSNRSettings()
+    if seeds is not None:
+        settings = dataclasses.replace(settings, seeds=tuple(seeds))
     if quick:
         out, plot = out.with_name(out.name + "-quick"), out.with_name("av-snr-quick.png")
     summary = av.run(out, settings, plot=plot)
@@ -60,11 +65,14 @@ def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
 
 
 def image_text(quick: bool = False, out: Path = Path("bench-results/image-text"),
-               plot: Path = Path("docs/img/image_text.png")) -> Section:
+               plot: Path = Path("docs/img/image_text.png"),
+               seeds: tuple[int, ...] | None = None) -> Section:
     """A picture with its text (tuxpaint captions; fashion-mnist with short noisy
     records): image alone, text alone and fused, with the fused model's modality
-    report."""
+    report. ``seeds`` replaces the default seeds."""
     settings = it.ImageTextSettings.quick() if quick else it.ImageTextSettings()
+    if seeds is not None:
+        settings = dataclasses.replace(settings, seeds=tuple(seeds))
     if quick:
         out, plot = out.with_name(out.name + "-quick"), out.with_name("image-text-quick.png")
     summary = it.run(out, settings, plot=plot)
