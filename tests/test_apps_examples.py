@@ -279,6 +279,11 @@ def test_av_snr_bench_section(tiny_digits, tmp_path, monkeypatch):
     assert _is_png(tmp_path / "av-snr-quick.png")  # a quick run never writes docs/img
     report = write_section(section, tmp_path / "benchmarks.md").read_text()
     assert "<!-- bench:av-snr -->" in report and "| image alone | 2 |" in report
+    # train=False reports what is there and trains nothing
+    assert apps.av_snr(quick=True, out=tmp_path / "av-snr", train=False).rows == section.rows
+    empty = apps.av_snr(quick=True, out=tmp_path / "nothing", train=False)
+    assert empty.rows == [] and "Not every setting has results yet" in empty.notes
+    assert not (tmp_path / "nothing-quick" / "results.jsonl").exists()
 
 
 def test_image_text_bench_section(tmp_path, monkeypatch):
@@ -303,3 +308,5 @@ def test_image_text_bench_section(tmp_path, monkeypatch):
         ["fashion-mnist", "record alone"], ["fashion-mnist", "image + record (gated)"]]
     assert "gate weight of record" in section.notes and "tuxpaint: all columns" in section.notes
     assert _is_png(tmp_path / "image-text-quick.png")
+    again = apps.image_text(quick=True, out=tmp_path / "image-text", train=False)
+    assert again.rows == section.rows

@@ -167,14 +167,15 @@ def _results(path: Path, key: str) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def run(out: str | Path, settings: AVSNRSettings | None = None, *,
-        data: str | Path | None = None, log: Log = print, plot: Path | None = None
-        ) -> dict[str, Any]:
+        data: str | Path | None = None, log: Log = print, plot: Path | None = None,
+        train: bool = True) -> dict[str, Any]:
     """Train every setting for every seed (resuming from ``out/results.jsonl``),
     evaluate on the test split at every SNR, and write ``av_snr.csv`` (one row per
     setting and SNR: mean, std, per-seed accuracies), ``av_snr.json`` (the same, the
     settings, and whether the fused model stays above both single modalities) and the
     plot (``plot``, default ``out/av_snr.png``). ``data``: an av-digits manifest
-    (default: made under ``$POLYMODAL_DATA``). Returns the JSON's content."""
+    (default: made under ``$POLYMODAL_DATA``). ``train=False`` reports the results so
+    far and trains nothing. Returns the JSON's content."""
     from polymodal import Predictor
 
     s = settings or AVSNRSettings()
@@ -188,14 +189,16 @@ def run(out: str | Path, settings: AVSNRSettings | None = None, *,
         test = test.subset(np.arange(s.test_limit))
     log(f"av-digits: {len(manifest)} rows, {len(test)} test rows; SNRs "
         f"{', '.join(snr_label(x) for x in s.snrs)}")
-    clean, augmented = _train_rows(manifest, out, s, log)
     results_path = out / "results.jsonl"
     key = s.key()
     done = _results(results_path, key)
+    if train and any((n, seed) not in done for seed in s.seeds for n in s.settings):
+        clean, augmented = _train_rows(manifest, out, s, log)
     for seed in s.seeds:
         for name, columns in s.settings.items():
-            if (name, seed) in done:
-                log(f"{name}, seed {seed}: done before")
+            if (name, seed) in done or not train:
+                log(f"{name}, seed {seed}: " + ("done before" if (name, seed) in done
+                                               else "not trained (train=False)"))
                 continue
             hears = "audio" in columns
             fused = len(columns) > 1
@@ -221,7 +224,8 @@ def run(out: str | Path, settings: AVSNRSettings | None = None, *,
             log(f"{name}, seed {seed}: {seconds:.0f} s; accuracy "
                 + ", ".join(f"{snr_label(x)} {a:.3f}" for x, a in zip(s.snrs, accuracy,
                                                                       strict=True)))
-    return write_outputs(out, s, [done[k] for k in sorted(done)], plot=plot, n_test=len(test))
+    return write_outputs(out, s, [done[(n, seed)] for seed in s.seeds for n in s.settings
+                                  if (n, seed) in done], plot=plot, n_test=len(test))
 
 
 def summarize(records: list[dict[str, Any]], s: AVSNRSettings) -> list[dict[str, Any]]:
@@ -248,6 +252,8 @@ def fused_margin(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     when a setting is missing)."""
     table = {(r["setting"], r["snr"]): r["accuracy_mean"] for r in rows}
     snrs = [r["snr"] for r in rows if r["setting"] == "fused"]
+    if not snrs:
+        return None
     try:
         return {x: table[("fused", x)] - max(table[("audio alone", x)],
                                              table[("image alone", x)]) for x in snrs}

@@ -197,12 +197,13 @@ def _done(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
 
 def run(out: str | Path, settings: ImageTextSettings | None = None, *,
         data: dict[str, Path] | None = None, log: Log = print,
-        plot: Path | None = None) -> dict[str, Any]:
+        plot: Path | None = None, train: bool = True) -> dict[str, Any]:
     """Train and evaluate every dataset, setting and seed (resuming from
     ``out/results.jsonl``); write ``image_text.csv`` / ``.json`` / ``.png`` (``plot``)
     and per dataset ``out/<dataset>/modality_report.csv`` and the fused model's plots
     (seed of the first). ``data``: manifests to use instead of the bundled ones, by
-    dataset name. Returns the JSON's content."""
+    dataset name. ``train=False`` reports the results so far and trains nothing.
+    Returns the JSON's content."""
     from polymodal import Predictor
 
     s = settings or ImageTextSettings()
@@ -226,10 +227,13 @@ def run(out: str | Path, settings: ImageTextSettings | None = None, *,
             for name, columns in settings_of(plan).items():
                 fused = len(columns) > 1
                 report_path = folder / "modality_report.csv"
-                if (key, name, seed) in done and not (
-                        fused and seed == s.seeds[0] and not report_path.exists()):
+                if (key, name, seed) in done and (not train or not (
+                        fused and seed == s.seeds[0] and not report_path.exists())):
                     log(f"  {name}, seed {seed}: done before")
                     records.append(done[(key, name, seed)])
+                    continue
+                if not train:
+                    log(f"  {name}, seed {seed}: not trained (train=False)")
                     continue
                 log(f"  {name}, seed {seed}: training on {', '.join(columns)} ...")
                 start = time.perf_counter()

@@ -16,17 +16,18 @@ from polymodal.bench.report import Section
 
 
 def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
-           plot: Path = Path("docs/img/av_snr.png"), seeds: tuple[int, ...] | None = None
-           ) -> Section:
+           plot: Path = Path("docs/img/av_snr.png"), seeds: tuple[int, ...] | None = None,
+           train: bool = True) -> Section:
     """Accuracy of audio alone, image alone and the fused model against the SNR of
     white noise added to av-digits' test clips (clean to -10 dB). ``seeds`` replaces
-    the default seeds (results of other seeds stay in ``out`` for a later run)."""
+    the default seeds (results of other seeds stay in ``out`` for a later run);
+    ``train=False`` reports the results so far."""
     settings = av.AVSNRSettings.quick() if quick else av.AVSNRSettings()
     if seeds is not None:
         settings = dataclasses.replace(settings, seeds=tuple(seeds))
     if quick:
         out, plot = out.with_name(out.name + "-quick"), out.with_name("av-snr-quick.png")
-    summary = av.run(out, settings, plot=plot)
+    summary = av.run(out, settings, plot=plot, train=train)
     labels = [av.snr_label(x) for x in settings.snrs]
     section = Section(
         key="av-snr", title="av-digits: accuracy against audio SNR, audio / image / fused",
@@ -44,8 +45,9 @@ def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
                                f"{mine[lab]['accuracy_std']:.3f}" for lab in labels],
                              f"{mine[labels[0]]['train_seconds_mean']:.0f}"])
     margin = summary["fused_minus_best_single"] or {}
-    verdict = ("The fused model stays above both single modalities at every SNR"
-               if summary["fused_above_both_everywhere"] else
+    above = summary["fused_above_both_everywhere"]
+    verdict = ("Not every setting has results yet" if above is None else
+               "The fused model stays above both single modalities at every SNR" if above else
                "The fused model does NOT stay above both single modalities at: " +
                ", ".join(k for k, v in margin.items() if v <= 0))
     worst = min(margin.items(), key=lambda kv: kv[1]) if margin else None
@@ -66,16 +68,17 @@ def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
 
 def image_text(quick: bool = False, out: Path = Path("bench-results/image-text"),
                plot: Path = Path("docs/img/image_text.png"),
-               seeds: tuple[int, ...] | None = None) -> Section:
+               seeds: tuple[int, ...] | None = None, train: bool = True) -> Section:
     """A picture with its text (tuxpaint captions; fashion-mnist with short noisy
     records): image alone, text alone and fused, with the fused model's modality
-    report. ``seeds`` replaces the default seeds."""
+    report. ``seeds`` replaces the default seeds; ``train=False`` reports the results
+    so far."""
     settings = it.ImageTextSettings.quick() if quick else it.ImageTextSettings()
     if seeds is not None:
         settings = dataclasses.replace(settings, seeds=tuple(seeds))
     if quick:
         out, plot = out.with_name(out.name + "-quick"), out.with_name("image-text-quick.png")
-    summary = it.run(out, settings, plot=plot)
+    summary = it.run(out, settings, plot=plot, train=train)
     section = Section(
         key="image-text", title="Image + text recognition: tuxpaint and fashion-mnist records",
         command="python -m polymodal.bench --only image-text" + (" --quick" if quick else ""),
