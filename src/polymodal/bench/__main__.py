@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from polymodal.bench import (
+    apps,
     audio_features,
     data_loading,
     encoders,
@@ -39,12 +40,15 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "library-http": library.http_load,
     "vqa-sort-of-clevr": vqa.run,
     "recommend-tuxpaint": recommend.run,
+    "av-snr": apps.av_snr,
+    "image-text": apps.image_text,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,
              "pretrain-retrieval": pretraining.retrieval,
              "label-efficiency": pretraining.label_efficiency,
-             "vqa-sort-of-clevr": vqa.run}
+             "vqa-sort-of-clevr": vqa.run, "av-snr": apps.av_snr,
+             "image-text": apps.image_text}
 
 
 def main(argv: list[str] | None = None) -> None:
