@@ -27,7 +27,8 @@ from polymodal.data import Manifest, validate
 from polymodal.data.bundled import make_dataset
 
 LABEL_SHARE = 0.05
-QUESTIONS = ("which animal says moo?", "a red sports car", "something to eat for dessert")
+QUESTIONS = ("a red sports car", "something to wear on your head", "a musical instrument",
+             "which animal gives us milk?")
 LIBRARY = "tuxpaint"
 
 
