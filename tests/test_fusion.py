@@ -89,3 +89,18 @@ def test_unknown_fusion_and_oversized_tensor_fusion():
         build_fusion("sum", COLUMNS, DIM)
     with pytest.raises(ValueError, match="lowrank"):
         build_fusion("tensor", [f"c{i}" for i in range(6)], DIM, rank_dim=16)
+
+
+def test_relation_pairs_are_g_of_each_concatenated_triple():
+    """The factored first layer computes exactly g(cat(o_i, o_j, q)) for every pair."""
+    from polymodal.fusion.methods import RelationFusion
+
+    torch.manual_seed(0)
+    rn = RelationFusion(["image", "question"], dim=8)
+    tokens, question = torch.randn(3, 5, 8), torch.randn(3, 8)
+    b, t, d = tokens.shape
+    pairs = torch.cat([tokens.unsqueeze(2).expand(b, t, t, d),
+                       tokens.unsqueeze(1).expand(b, t, t, d),
+                       question[:, None, None].expand(b, t, t, d)], dim=-1)
+    torch.testing.assert_close(rn._relations(tokens, question), rn.g(pairs),
+                               rtol=1e-5, atol=1e-5)

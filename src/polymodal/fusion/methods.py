@@ -209,6 +209,22 @@ class RelationFusion(Fusion):
         self.f = nn.Sequential(nn.Linear(hidden + dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                                nn.Linear(hidden, self.out_dim))
 
+    def _relations(self, tokens: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
+        """g over every (object i, object j, question) triple, (B, T, T, hidden).
+
+        g's first layer is linear in the concatenation, so it is applied to each object
+        and to the question once and the results are summed per pair (T^2 additions in
+        place of T^2 products with a 3d-wide matrix): the same function as
+        ``g(cat(o_i, o_j, q))``, at about half the cost of the whole of g."""
+        first = self.g[0]
+        d = tokens.shape[-1]
+        w_i, w_j, w_q = first.weight[:, :d], first.weight[:, d:2 * d], first.weight[:, 2 * d:]
+        left = tokens @ w_i.T  # (B, T, hidden)
+        right = tokens @ w_j.T
+        asked = question @ w_q.T + first.bias  # (B, hidden)
+        hidden = left[:, :, None] + right[:, None] + asked[:, None, None]
+        return self.g[1:](hidden)
+
     def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
                 ) -> torch.Tensor:
         if self.objects is None:
@@ -226,11 +242,7 @@ class RelationFusion(Fusion):
             question = (pooled * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1)
         else:
             question = torch.zeros_like(obj.pooled)
-        b, t, d = tokens.shape
-        pairs = torch.cat([tokens.unsqueeze(2).expand(b, t, t, d),
-                           tokens.unsqueeze(1).expand(b, t, t, d),
-                           question[:, None, None].expand(b, t, t, d)], dim=-1)
-        relations = self.g(pairs)  # (B, T, T, hidden)
+        relations = self._relations(tokens, question)  # (B, T, T, hidden)
         pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(-1).to(relations.dtype)
         summed = (relations * pair_mask).sum(dim=(1, 2)) / pair_mask.sum(dim=(1, 2)).clamp(min=1)
         return self.f(torch.cat([summed, question], dim=-1))
