@@ -27,17 +27,20 @@ PAPER = {"CNN + RN (relation)": "about 94%", "CNN + MLP (concat)": "about 63%"}
 
 def train_vqa(manifest: Manifest, fusion: str, seed: int = 0, epochs: int = 12,
               path: str | Path = RESULTS / "runs" / "vqa", rows: int | None = None,
-              progress: bool = False, tune_on_train: bool = False) -> Predictor:
+              progress: bool = False, tune_on_train: bool = False,
+              resume: bool = False) -> Predictor:
     """A VQA Predictor (question + picture -> answer class) on ``manifest``'s train
     split (its first ``rows`` questions if given), tuned on val (or on train, for data
-    too small for val to hold only answers seen in training)."""
+    too small for val to hold only answers seen in training). ``resume`` continues an
+    interrupted run in ``path`` from its last checkpoint."""
     train = manifest.split("train")
     if rows is not None:
         train = train.subset(list(range(min(rows, len(train)))))
     p = Predictor(label="answer", modalities=["image", "question"], fusion=fusion,
                   encoders=ENCODERS, preset="fast", seed=seed, max_epochs=epochs,
                   batch_size=128, lr=1e-3, path=path)
-    return p.fit(train, train if tune_on_train else manifest.split("val"), progress=progress)
+    return p.fit(train, train if tune_on_train else manifest.split("val"), progress=progress,
+                 resume=resume)
 
 
 def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
@@ -60,9 +63,13 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
             if (name, seed, epochs, rows) in log or not train:
                 continue
             start = time.perf_counter()
-            p = train_vqa(manifest, fusion, seed, epochs,
-                          RESULTS / "runs" / f"vqa-{fusion}-{seed}", rows,
-                          tune_on_train=quick)
+            # one folder per setting, so that a run killed mid-way (the Relation Network
+            # trains for hours on a CPU) resumes from its last epoch on the next call
+            run_dir = RESULTS / "runs" / (f"vqa-{fusion}-{seed}-{rows or 'all'}x{epochs}"
+                                          + ("-quick" if quick else ""))
+            p = train_vqa(manifest, fusion, seed, epochs, run_dir, rows,
+                          tune_on_train=quick,
+                          resume=(run_dir / "checkpoints" / "last.ckpt").exists())
             pred = p.predict(test).to_numpy()
             right = pred == test.table["answer"].astype(str).to_numpy()
             log.add({"setting": name, "seed": seed, "epochs": epochs, "rows": rows,
