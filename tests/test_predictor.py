@@ -183,6 +183,16 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path):
                                whole.predict_proba(df).to_numpy(), atol=1e-5)
     checkpoints = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("*.ckpt"))
     assert checkpoints == ["best.ckpt", "last.ckpt"]  # replaced in place, not versioned
+    # the log keeps the epochs before the crash: one learning curve, as if never cut
+    from polymodal.plots import read_metrics
+
+    def per_epoch(run):
+        log = read_metrics(tmp_path / run / "logs" / "metrics.csv")
+        return log.groupby("epoch")[["train_loss", "val_loss"]].mean()
+
+    assert list(per_epoch("cut").index) == [0, 1, 2, 3]
+    np.testing.assert_allclose(per_epoch("cut").to_numpy(), per_epoch("whole").to_numpy(),
+                               atol=1e-5)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         Predictor(**settings, path=tmp_path / "new").fit(df, progress=False, resume=True)
 

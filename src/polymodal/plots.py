@@ -13,13 +13,31 @@ import numpy as np
 import pandas as pd
 
 
-def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
-    """Loss (and accuracy) per epoch, train and validation, from Lightning's CSV log."""
-    metrics_csv, out = Path(metrics_csv), Path(out)
-    if not metrics_csv.exists():
+def read_metrics(metrics_csv: str | Path) -> pd.DataFrame | None:
+    """A run's Lightning CSV log as one table: the parts an interrupted run left
+    before each resume (``metrics.before-resume-K.csv``) and then ``metrics_csv``. Where
+    a resumed part logs an epoch again (the one the interruption cut short), its rows
+    replace the earlier part's from that epoch on. None if there is no log."""
+    metrics_csv = Path(metrics_csv)
+    parts = sorted(metrics_csv.parent.glob("metrics.before-resume-*.csv"),
+                   key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    frames = [pd.read_csv(p) for p in [*parts, metrics_csv] if p.is_file()]
+    if not frames:
         return None
-    log = pd.read_csv(metrics_csv)
-    if "epoch" not in log:
+    log = frames[0]
+    for later in frames[1:]:
+        if "epoch" in log and "epoch" in later and later["epoch"].notna().any():
+            log = log[~(log["epoch"] >= later["epoch"].min())]
+        log = pd.concat([log, later], ignore_index=True)
+    return log
+
+
+def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
+    """Loss (and accuracy) per epoch, train and validation, from Lightning's CSV log
+    (every part of a resumed run's, see :func:`read_metrics`)."""
+    out = Path(out)
+    log = read_metrics(metrics_csv)
+    if log is None or "epoch" not in log:
         return None
     per_epoch = log.groupby("epoch").mean(numeric_only=True)
     kinds = [k for k in ("loss", "accuracy") if f"train_{k}" in per_epoch

@@ -339,7 +339,7 @@ class Predictor:
                                patience=preset.patience, time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
                                precision=self.precision,
-                               progress=progress, callbacks=[
+                               progress=progress, resume=resume, callbacks=[
                                    *(callbacks or []),
                                    *([UnfreezeEncoders(self.unfreeze_after)]
                                      if self.unfreeze_after is not None else [])])

@@ -182,7 +182,7 @@ class Pretrainer:
                                patience=self.patience, time_limit=time_limit, devices=devices,
                                has_validation=len(tune) > 1, progress=progress,
                                precision=self.precision,
-                               callbacks=callbacks)
+                               callbacks=callbacks, resume=resume)
         train_loader = self._loader(m, shuffle=True, on_error=on_error, drop_last=len(m) >
                                     self.batch_size_)
         val_loader = self._loader(tune, shuffle=False, on_error=on_error)

@@ -284,16 +284,37 @@ def default_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def keep_log_before_resume(log_dir: Path) -> Path | None:
+    """Move ``metrics.csv`` aside as ``metrics.before-resume-K.csv`` (K: the next
+    free number), so that a resumed run's logger does not delete it;
+    :func:`polymodal.plots.read_metrics` reads the parts back as one log."""
+    current = log_dir / "metrics.csv"
+    if not current.is_file():
+        return None
+    k = 1
+    while (log_dir / f"metrics.before-resume-{k}.csv").exists():
+        k += 1
+    kept = log_dir / f"metrics.before-resume-{k}.csv"
+    current.rename(kept)
+    return kept
+
+
 def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None = 5,
                  time_limit: float | None = None, devices: int | str = 1,
                  accelerator: str = "auto", precision: str | None = None,
                  has_validation: bool = True, progress: bool = True,
-                 callbacks: list[Any] | None = None) -> L.Trainer:
+                 callbacks: list[Any] | None = None, resume: bool = False) -> L.Trainer:
     """A Trainer with the house defaults: best and last checkpoints (written atomically,
     read weights-only: :class:`AtomicCheckpointIO`), early stopping on the validation
     loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a GPU, and DDP (not
-    ddp_spawn) when ``devices`` > 1."""
+    ddp_spawn) when ``devices`` > 1. With ``resume``, the CSV log of the interrupted
+    run is kept beside the new one (Lightning's CSV logger deletes it)."""
     run_dir = Path(run_dir)
+    if resume:
+        keep_log_before_resume(run_dir / "logs")
+    else:  # a new run in this folder: Lightning replaces metrics.csv; its parts go too
+        for part in (run_dir / "logs").glob("metrics.before-resume-*.csv"):
+            part.unlink()
     monitor = "val_loss" if has_validation else "train_loss"
     callbacks = [
         *(callbacks or []),
