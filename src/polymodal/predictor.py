@@ -34,7 +34,6 @@ from polymodal.encoders.registry import build_encoder
 from polymodal.heads import n_outputs
 from polymodal.model import MultimodalModel
 from polymodal.presets import Preset, encoder_spec, resolve_preset
-from polymodal.progress import console
 
 #: ``evaluate(noise=...)``: per column name or role, a level in [0, 1] for
 #: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
@@ -355,14 +354,10 @@ class Predictor:
             lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
         self.model_.cached = set()  # inference runs the live encoders (noise, new files)
         self.model_.eval()
-        report = training_skip_report(
+        self.skipped_ = training_skip_report(
             m.source, [*label_problems, *lit.skip_report.problems],
             {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
-            on_error)
-        self.skipped_ = report
-        if len(report):
-            path = report.write(self.run_dir_ / "skipped_rows.csv")
-            console.print(f"{len(report.rows)} bad rows skipped; reasons in {path}")
+            on_error, self.run_dir_)
         self.fit_seconds_ = time.time() - start
         return self
 

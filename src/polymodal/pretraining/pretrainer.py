@@ -32,7 +32,6 @@ from polymodal.objectives.contrastive import ContrastiveLoss
 from polymodal.presets import encoder_spec, resolve_preset
 from polymodal.pretraining.model import ContrastiveModel
 from polymodal.pretraining.retrieval import co_occurrence, retrieval_metrics
-from polymodal.progress import console
 
 KIND = "contrastive-pretraining"
 DEFAULT_TEMPLATES = ("{}", "a photo of a {}.", "a picture of a {}.")
@@ -197,14 +196,10 @@ class Pretrainer:
         self.model_.cached = set()
         self.model_.eval()
         self.pairs_seen_ = int(trainer.global_step) * self.batch_size_
-        report = training_skip_report(
+        self.skipped_ = training_skip_report(
             m.source, lit.skip_report.problems,
             {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
-            on_error)
-        self.skipped_ = report
-        if len(report):
-            path = report.write(self.run_dir_ / "skipped_rows.csv")
-            console.print(f"{len(report.rows)} bad rows skipped; reasons in {path}")
+            on_error, self.run_dir_)
         self.fit_seconds_ = time.time() - start
         return self
 
