@@ -21,22 +21,10 @@ import pandas as pd
 import soundfile as sf
 from PIL import Image
 
+from conftest import png_claiming
+
 SR = 16_000
 HOUR = 3600
-
-
-def png_claiming(path: Path, width: int, height: int) -> Path:
-    """A real 4x4 PNG whose header claims ``width`` x ``height`` (a decompression bomb)."""
-    import zlib
-
-    Image.new("RGB", (4, 4), (1, 2, 3)).save(path)
-    raw = bytearray(path.read_bytes())
-    ihdr = raw.index(b"IHDR")
-    raw[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(raw[ihdr: ihdr + 17])) & 0xFFFFFFFF
-    raw[ihdr + 17: ihdr + 21] = struct.pack(">I", crc)
-    path.write_bytes(bytes(raw))
-    return path
 
 
 def silent_wav(path: Path, seconds: float, sr: int = SR) -> Path:
