@@ -146,3 +146,15 @@ def test_a_million_row_manifest_decodes_nothing_until_asked(media, tmp_path, mon
     batch = next(iter(ds.loader(batch_size=4)))
     assert batch.inputs["image"].shape == (4, 3, 8, 8)
     assert len(calls) == 4
+
+
+def test_stratified_subset_keeps_every_class_in_proportion():
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 2
+    m = Manifest.read(pd.DataFrame({"id": range(82), "note": ["x"] * 82, "y": labels}),
+                      label="y")
+    few = m.stratified_subset("y", 0.1, seed=0)
+    assert few.table["y"].value_counts().to_dict() == {"a": 5, "b": 3, "c": 1}
+    assert few.table["id"].tolist() == sorted(few.table["id"])
+    assert few.table["id"].tolist() == m.stratified_subset("y", 0.1, seed=0).table["id"].tolist()
+    assert few.table["id"].tolist() != m.stratified_subset("y", 0.1, seed=1).table["id"].tolist()
+    assert m.stratified_subset("y", 1.0) is m

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from polymodal.data import Manifest, validate
@@ -47,18 +46,6 @@ class DemoResult:
     library_root: Path | None = None
     answers: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def stratified_share(m: Manifest, label: str, share: float, seed: int = 0) -> Manifest:
-    """A seeded ``share`` of ``m``'s rows with the same class balance (one row of every
-    class at least)."""
-    rng = np.random.default_rng(seed)
-    labels = m.table[label].astype(str).to_numpy()
-    rows: list[int] = []
-    for value in np.unique(labels):
-        idx = np.flatnonzero(labels == value)
-        rows += rng.choice(idx, max(1, round(share * len(idx))), replace=False).tolist()
-    return m.subset(sorted(rows))
 
 
 class _Steps:
@@ -144,8 +131,8 @@ def run_demo(folder: str | Path, *, console: Console | None = None, quick: bool 
             f"{result.retrieval_r10:.0%} of the test rows (chance "
             f"{min(1.0, 10 / max(1, len(test))):.1%}) -> {result.pretrained}")
 
-    few_train = stratified_share(train, "label", LABEL_SHARE)
-    few_val = stratified_share(val, "label", LABEL_SHARE)
+    few_train = train.stratified_subset("label", LABEL_SHARE)
+    few_val = val.stratified_subset("label", LABEL_SHARE)
     epochs = 1 if quick else 40
     with steps.step("finetune", "fine-tuning with few labels",
                     f"{LABEL_SHARE:.0%} of the labels ({len(few_train)} rows), from the "

@@ -99,19 +99,6 @@ def retrieval(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), train: bo
 
 
 # -- label efficiency -----------------------------------------------------------------
-def few_labels(m: Manifest, fraction: float, seed: int) -> Manifest:
-    """A stratified ``fraction`` of the rows (at least one per class)."""
-    if fraction >= 1:
-        return m
-    rng = np.random.default_rng(seed)
-    labels = m.table[m.schema.label].astype(str).to_numpy()
-    rows: list[int] = []
-    for value in np.unique(labels):
-        idx = np.flatnonzero(labels == value)
-        rows += rng.choice(idx, max(1, round(fraction * len(idx))), replace=False).tolist()
-    return m.subset(sorted(rows))
-
-
 def _epochs(rows: int, batch: int, quick: bool) -> int:
     """Enough epochs for about 400 optimiser steps, between 1 and 60."""
     return 1 if quick else int(np.clip(math.ceil(400 / max(1, math.ceil(rows / batch))), 1, 60))
@@ -165,8 +152,8 @@ def label_efficiency(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2),
                 continue
             checkpoint, pre_log[(dataset, seed)] = _pretrained(dataset, manifest, seed, quick)
             for fraction in FRACTIONS:
-                tr = few_labels(manifest.split("train"), fraction, seed)
-                va = few_labels(manifest.split("val"), fraction, seed)
+                tr = manifest.split("train").stratified_subset("label", fraction, seed)
+                va = manifest.split("val").stratified_subset("label", fraction, seed)
                 for init in INITS:
                     if (dataset, fraction, init, seed) in log:
                         continue

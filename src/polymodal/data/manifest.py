@@ -398,6 +398,19 @@ class Manifest:
         n_val = max(minimum, int(len(self) * fraction))
         return self.subset(sorted(order[n_val:])), self.subset(sorted(order[:n_val]))
 
+    def stratified_subset(self, column: str, share: float, seed: int = 0) -> Manifest:
+        """A seeded ``share`` of the rows with ``column``'s class balance (at least one
+        row of every class): few labels to fine-tune on. Every row when ``share`` >= 1."""
+        if share >= 1:
+            return self
+        rng = np.random.default_rng(seed)
+        labels = self.table[column].astype(str).to_numpy()
+        rows: list[int] = []
+        for value in np.unique(labels):
+            idx = np.flatnonzero(labels == value)
+            rows += rng.choice(idx, max(1, round(share * len(idx))), replace=False).tolist()
+        return self.subset(sorted(rows))
+
     def with_schema(self, schema: Schema) -> Manifest:
         return Manifest(self.table, schema, root=self.root, source=self.source,
                         confine=self.confine, origin=self.origin)
