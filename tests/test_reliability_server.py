@@ -203,30 +203,18 @@ def test_with_an_api_key_every_path_but_health_needs_it(colour_library):
 def test_search_under_concurrent_load_has_no_errors(colour_library):
     """The library issue's load test, on the colour library: 400 searches by words and
     by picture, 8 at a time, through uvicorn on loopback, with an API key."""
-    import socket
-    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        create_app("photos", colour_library, api_key="load-key"), host="127.0.0.1",
-        port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
+    from polymodal.serve import serving
+
     headers = {"X-API-Key": "load-key"}
     statuses: list[int] = []
     latencies: list[float] = []
 
-    def one(i: int, client: httpx.Client) -> None:
+    def one(i: int, client: httpx.Client, base: str) -> None:
         t = time.perf_counter()
         if i % 4 == 3:
             r = client.post(f"{base}/api/search/image", headers=headers,
@@ -237,18 +225,15 @@ def test_search_under_concurrent_load_has_no_errors(colour_library):
         latencies.append(time.perf_counter() - t)
         statuses.append(r.status_code)
 
-    try:
-        with httpx.Client(timeout=60) as client:
-            one(0, client)
-            statuses.clear()
-            latencies.clear()
-            start = time.perf_counter()
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda i: one(i, client), range(400)))
-            wall = time.perf_counter() - start
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app("photos", colour_library, api_key="load-key")) as base, \
+            httpx.Client(timeout=60) as client:
+        one(0, client, base)
+        statuses.clear()
+        latencies.clear()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: one(i, client, base), range(400)))
+        wall = time.perf_counter() - start
     ms = np.array(latencies) * 1000
     print(f"load: 400 requests, 8 at a time, {400 / wall:.1f} req/s, p50 "
           f"{np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, errors "

@@ -182,15 +182,12 @@ def search_latency(quick: bool = False) -> Section:
 
 def http_load(quick: bool = False, requests: int = 400, concurrency: int = 8) -> Section:
     """The search endpoint under concurrent load on loopback (bounded in count)."""
-    import socket
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    import uvicorn
 
     from polymodal.library import Library
-    from polymodal.serve import create_app
+    from polymodal.serve import create_app, serving
 
     _quiet()
     model = tuxpaint_model(quick)
@@ -200,21 +197,11 @@ def http_load(quick: bool = False, requests: int = 400, concurrency: int = 8) ->
             make_dataset("tuxpaint", limit=3 if quick else None), progress=False)
     if quick:
         requests = 40
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app("tuxpaint", root), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     words = ["a frog", "a red car", "a cow", "music", "a tree", "the sun", "a boat", "a cat"]
-    url = f"http://127.0.0.1:{port}/api/search"
     latencies: list[float] = []
     errors = 0
 
-    def one(i: int, client: httpx.Client) -> None:
+    def one(i: int, client: httpx.Client, url: str) -> None:
         nonlocal errors
         t = time.perf_counter()
         r = client.get(url, params={"q": words[i % len(words)], "k": 10})
@@ -222,15 +209,14 @@ def http_load(quick: bool = False, requests: int = 400, concurrency: int = 8) ->
         if r.status_code != 200:
             errors += 1
 
-    with httpx.Client(timeout=30) as client:
-        one(0, client)  # warm-up: loads the model
+    with serving(create_app("tuxpaint", root)) as base, httpx.Client(timeout=30) as client:
+        url = f"{base}/api/search"
+        one(0, client, url)  # warm-up: loads the model
         latencies.clear()
         start = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda i: one(i, client), range(requests)))
+            list(pool.map(lambda i: one(i, client, url), range(requests)))
         wall = time.perf_counter() - start
-    server.should_exit = True
-    thread.join(timeout=10)
     ms = np.array(latencies) * 1000
     section = Section(
         key="library-http", title="Library HTTP search under concurrent load",

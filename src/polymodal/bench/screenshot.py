@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 
@@ -19,40 +16,26 @@ def screenshot(library: str, root: Path | None, question: str, out: Path,
                width: int = 1200, height: int = 900) -> Path:
     """Serve ``library`` on a free loopback port, ask ``question`` on its page and save
     what a person sees (full page) to ``out``."""
-    import uvicorn
     from playwright.sync_api import expect, sync_playwright
 
-    from polymodal.serve import create_app
+    from polymodal.serve import create_app, serving
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("chromium is not installed (make sysdeps installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(library, root), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(f"http://127.0.0.1:{port}")
-            page.fill("#query", question)
-            page.click("#ask-button")
-            expect(page.locator("#answer")).to_contain_text("Evidence", timeout=60_000)
-            page.wait_for_function(
-                "[...document.querySelectorAll('#results img')].every(i => i.complete)")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(library, root)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.fill("#query", question)
+        page.click("#ask-button")
+        expect(page.locator("#answer")).to_contain_text("Evidence", timeout=60_000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#results img')].every(i => i.complete)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        browser.close()
     return out
 
 

@@ -6,8 +6,10 @@ from the URL. With an API key set, every ``/api`` call must send it as ``X-API-K
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -309,4 +311,32 @@ def serve(library: str, root: str | Path | None = None, *, host: str = "127.0.0.
                 port=port, log_level="info")
 
 
-__all__ = ["create_app", "serve"]
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a background thread, for
+    benchmarks, screenshots and tests; yields its base URL and stops it on exit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+__all__ = ["create_app", "serve", "serving"]
