@@ -48,8 +48,10 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
     if (folder / "config.yaml").exists():
         return folder
     if progress:
-        print(f"training the builtin model {PREFIX}{name} into {folder} (first use only)",
-              flush=True)
+        from polymodal.progress import console
+
+        console.print(f"training the builtin model {PREFIX}{name} into {folder} (first "
+                      "use only)")
     return BUILTIN[name](folder, quick=quick, progress=progress)
 
 
