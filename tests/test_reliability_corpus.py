@@ -5,7 +5,6 @@ reason; a dataset, the Predictor, the Pretrainer and a library index under
 from __future__ import annotations
 
 import csv
-import time
 import tracemalloc
 
 import pytest
@@ -63,21 +62,22 @@ def test_dataset_skip_keeps_every_good_row_and_reports_every_bad_one(corpus):
         list(MultimodalDataset(m, image_size=8).loader(batch_size=5))
 
 
-def test_decoding_is_bounded_in_time_and_memory(corpus):
+def test_decoding_is_bounded_in_memory(corpus):
+    """Refused or cut short before the work is done (how fast is measured in
+    docs/reliability.md, not asserted here)."""
     media = corpus.root / "media"
-    start = time.perf_counter()
+    tracemalloc.start()
     with pytest.raises(MediaError, match="1000000x1000000") as info:
         decode_image(media / "bomb.png")
+    _now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     assert info.value.kind == "too_large"
-    assert time.perf_counter() - start < 1.0
+    assert peak < 4 * 2**20  # refused from the header: 10^12 pixels never allocated
     tracemalloc.start()
-    start = time.perf_counter()
     wave = decode_audio(media / "hour.wav")
-    seconds = time.perf_counter() - start
     _now, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(wave) == int(DEFAULT_LIMITS.max_audio_seconds * 16_000)  # 60 s of 3,600
-    assert seconds < 5.0
     assert peak < 40 * 2**20  # 60 s of float32 is 3.8 MB; the hour would be 230 MB
 
 
