@@ -12,7 +12,8 @@ ODD_IMAGES = [Image.new("RGB", (1, 1), (255, 0, 0)), Image.new("L", (300, 20), 1
               Image.new("RGBA", (40, 41), (0, 0, 255, 100))]
 
 
-@pytest.mark.parametrize(("name", "size", "grid"), [("cnn", 32, 8 * 8), ("resnet", 64, 16 * 16)])
+@pytest.mark.parametrize(("name", "size", "grid"), [("cnn", 32, 8 * 8), ("resnet", 64, 16 * 16),
+                                                    ("strided-cnn", 75, 5 * 5)])
 def test_scratch_cnns_take_any_image_and_train_every_parameter(name, size, grid):
     torch.manual_seed(0)
     enc = build_encoder(name, dim=24)

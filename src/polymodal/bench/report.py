@@ -62,7 +62,7 @@ class ResultLog:
                 self._keep(json.loads(line))
 
     def _keep(self, record: dict[str, Any]) -> None:
-        self.records[tuple(record[k] for k in self.key)] = record
+        self.records[tuple(record.get(k) for k in self.key)] = record  # older: None
 
     def __contains__(self, key: tuple[Any, ...]) -> bool:
         return key in self.records
