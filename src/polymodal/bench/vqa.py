@@ -47,8 +47,54 @@ def train_vqa(manifest: Manifest, fusion: str, seed: int = 0, epochs: int = 12,
                  resume=resume)
 
 
+def _run_dir(fusion: str, seed: int, epochs: int, rows: int | None, quick: bool) -> Path:
+    """One folder per setting, so that a run killed mid-way (the Relation Network trains
+    for an hour on a CPU) resumes from its last epoch on the next call."""
+    return RESULTS / "runs" / (f"vqa-{fusion}-{seed}-{rows or 'all'}x{epochs}"
+                               + ("-quick" if quick else ""))
+
+
+def _plot(curves: dict[str, Path], families: dict[str, dict[str, float]], out: Path
+          ) -> Path:
+    """Validation accuracy per epoch (left) and test accuracy per question family
+    (right), one line / bar per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polymodal.plots import read_metrics
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    for name, metrics in curves.items():
+        log = read_metrics(metrics)
+        if log is not None and "val_accuracy" in log:
+            per_epoch = log.groupby("epoch")["val_accuracy"].mean().dropna()
+            left.plot(per_epoch.index + 1, per_epoch.values, marker="o", label=name)
+    left.set(xlabel="epoch", ylabel="validation accuracy (all questions)")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.grid(alpha=0.3)
+    left.legend()
+    width = 0.8 / max(len(families), 1)
+    for k, (name, acc) in enumerate(families.items()):
+        xs = np.arange(len(FAMILIES)) + k * width
+        right.bar(xs, [acc.get(f, np.nan) for f in FAMILIES], width, label=name)
+    right.set_xticks(np.arange(len(FAMILIES)) + width * (len(families) - 1) / 2, FAMILIES)
+    right.axvline(2.5 + width * (len(families) - 1) / 2, color="grey", lw=0.8, ls="--")
+    right.set(ylabel="test accuracy", ylim=(0, 1),
+              title="non-relational | relational")
+    right.grid(alpha=0.3, axis="y")
+    right.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
-        epochs: int = 12, rows: int | None = None) -> Section:
+        epochs: int = 12, rows: int | None = None,
+        plot: Path = Path("docs/img/vqa_sort_of_clevr.png")) -> Section:
     """Both models on every training question (or the first ``rows``) for ``epochs``
     epochs: the default is the paper's data (9,800 scenes, 196,000 questions) for as many
     epochs as two CPU cores train in about two hours, both models together."""
@@ -56,7 +102,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     manifest = Manifest.read(make_dataset("sort-of-clevr", limit=3 if quick else None),
                              label="answer")
     if quick:
-        epochs, rows = 1, None
+        epochs, rows, plot = 1, None, RESULTS / "vqa-quick.png"  # not into the docs
     log = ResultLog(RESULTS / ("vqa-quick.jsonl" if quick else "vqa.jsonl"),
                     ("setting", "seed", "epochs", "rows", "encoders"))
     test = manifest.split("test")
@@ -67,10 +113,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
             if (name, seed, epochs, rows, ENCODER_KEY) in log or not train:
                 continue
             start = time.perf_counter()
-            # one folder per setting, so that a run killed mid-way (the Relation Network
-            # trains for hours on a CPU) resumes from its last epoch on the next call
-            run_dir = RESULTS / "runs" / (f"vqa-{fusion}-{seed}-{rows or 'all'}x{epochs}"
-                                          + ("-quick" if quick else ""))
+            run_dir = _run_dir(fusion, seed, epochs, rows, quick)
             p = train_vqa(manifest, fusion, seed, epochs, run_dir, rows,
                           tune_on_train=quick,
                           resume=(run_dir / "checkpoints" / "last.ckpt").exists())
@@ -104,8 +147,8 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "picture at 64 px; a BiLSTM over the question's words where the paper feeds a "
         "one-hot code) and differ only in the fusion: a Relation Network over the CNN's "
         "4 x 4 grid of objects, conditioned on the question, against an MLP over the "
-        f"concatenated vectors. Trained up to {epochs} epochs (batch 128, Adam 1e-3, the "
-        "best epoch on val kept) on "
+        f"concatenated vectors. Trained up to {epochs} epochs (batch 128, AdamW 1e-3 with "
+        "warm-up and cosine decay, the best epoch on val kept) on "
         + (f"the first {rows:,} training questions" if rows else
            f"every training question ({len(manifest.split('train')):,}; the paper's "
            "196,000)")
@@ -113,4 +156,12 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "from 75 px pictures (a 5 x 5 grid) and longer training. Families: shape, "
         "horizontal and vertical are non-relational; closest, furthest and count are "
         "relational.")
+    done = {name: log[k] for name in SETTINGS
+            if (k := (name, seeds[0], epochs, rows, ENCODER_KEY)) in log}
+    if done:
+        curves = {name: _run_dir(SETTINGS[name], seeds[0], epochs, rows, quick)
+                  / "logs" / "metrics.csv" for name in done}
+        _plot(curves, {name: r["families"] for name, r in done.items()}, plot)
+        section.notes += (f" Plot (seed {seeds[0]}): "
+                          f"![vqa-sort-of-clevr](img/{plot.name})")
     return section
