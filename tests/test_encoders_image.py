@@ -78,3 +78,19 @@ def test_hugging_face_vision_models_from_folders(tmp_path, monkeypatch):
         if n_tokens:
             assert out.tokens.shape[1] == n_tokens
         assert torch.isfinite(out.pooled).all()
+
+
+def test_strided_cnn_tags_each_cell_with_its_coordinates():
+    """On a blank picture every cell sees the same pixels (away from the borders), so
+    the cells differ by their coordinates only, and not at all without them."""
+    torch.manual_seed(0)
+    blank = [Image.new("RGB", (64, 64), (255, 255, 255))]
+    tagged = build_encoder("strided-cnn", image_size=64, dim=8).eval()
+    plain = build_encoder("strided-cnn", image_size=64, dim=8, coordinates=False).eval()
+    assert tagged.grid_side == 4 and tagged.config()["coordinates"] is True
+    with torch.no_grad():
+        inner_tagged = tagged.encode(blank).tokens[0].view(4, 4, 8)[1:3, 1:3].reshape(4, 8)
+        inner_plain = plain.encode(blank).tokens[0].view(4, 4, 8)[1:3, 1:3].reshape(4, 8)
+    torch.testing.assert_close(inner_plain, inner_plain[:1].expand(4, 8))
+    distances = torch.cdist(inner_tagged, inner_tagged)
+    assert distances[~torch.eye(4, dtype=torch.bool)].min() > 1e-4  # each cell its own

@@ -104,3 +104,22 @@ def test_relation_pairs_are_g_of_each_concatenated_triple():
                        question[:, None, None].expand(b, t, t, d)], dim=-1)
     torch.testing.assert_close(rn._relations(tokens, question), rn.g(pairs),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_relation_sums_g_over_the_present_pairs_only():
+    """f sees the sum of g over the pairs of present objects (the paper's sum: a mean
+    learned far slower), with the question beside it."""
+    from polymodal.fusion.methods import RelationFusion
+
+    torch.manual_seed(0)
+    rn = RelationFusion(["image", "question"], dim=8, objects="image").eval()
+    tokens, question = torch.randn(2, 5, 8), torch.randn(2, 8)
+    mask = torch.tensor([[True, True, False, False, False], [True] * 5])
+    encoded = {"image": Encoded(tokens, mask, tokens.mean(dim=1)),
+               "question": Encoded(question[:, None], torch.ones(2, 1, dtype=torch.bool),
+                                   question)}
+    present = {"image": torch.tensor([True, True]), "question": torch.tensor([True, True])}
+    out = rn(encoded, present)
+    relations = rn._relations(tokens + rn.position[:5], question)
+    expected = torch.stack([relations[0, :2, :2].sum(dim=(0, 1)), relations[1].sum(dim=(0, 1))])
+    torch.testing.assert_close(out, rn.f(torch.cat([expected, question], dim=-1)))

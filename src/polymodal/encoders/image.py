@@ -81,39 +81,51 @@ class SimpleCNN(_ScratchCNN):
 
 
 @register_encoder("strided-cnn", modality="image", description="the Relation Network "
-                  "paper's image module: four stride-2 conv layers with batch norm")
+                  "paper's image module: four stride-2 conv layers with batch norm, each "
+                  "cell tagged with its coordinates")
 class StridedCNN(_ScratchCNN):
-    """Four 3x3 conv layers of stride 2, each with batch norm and ReLU, then a 1x1 conv to
-    ``dim`` (Santoro et al. 2017's CNN for sort-of-CLEVR: 24 channels, 75 px in, a 5 x 5
-    grid out). Each halving keeps the grid small, so a Relation Network over its cells
-    sees few pairs (25 cells, 625 pairs at 75 px; 16 and 256 at 64 px).
+    """Four 3x3 conv layers of stride 2, each with batch norm and ReLU (Santoro et al.
+    2017's CNN for sort-of-CLEVR: 24 channels, 75 px in, a 5 x 5 grid out), then each
+    cell tagged with its (x, y) in [-1, 1], as the paper tags its objects, and a 1x1
+    conv to ``dim``. Each halving keeps the grid small, so a Relation Network over its
+    cells sees few pairs (25 cells, 625 pairs at 75 px; 16 and 256 at 64 px).
 
     Tokens are the cells of the final grid; ``pooled`` is a fully connected layer over
     the flattened grid (the paper's CNN+MLP baseline feeds the whole map to its MLP).
     """
 
-    def __init__(self, image_size: int = 75, dim: int = 64, channels: int = 24) -> None:
+    def __init__(self, image_size: int = 75, dim: int = 64, channels: int = 24,
+                 coordinates: bool = True) -> None:
         super().__init__(image_size, dim)
-        self.channels = channels
+        self.channels, self.coordinates = channels, coordinates
         layers: list[nn.Module] = []
         cin = 3
         for _ in range(4):
             layers += [nn.Conv2d(cin, channels, 3, 2, 1), nn.BatchNorm2d(channels), nn.ReLU()]
             cin = channels
-        self.net = nn.Sequential(*layers, nn.Conv2d(channels, dim, 1), nn.ReLU())
+        self.net = nn.Sequential(*layers)
         side = image_size
         for _ in range(4):
             side = (side + 1) // 2
         self.grid_side = side
+        axis = torch.linspace(-1.0, 1.0, side)
+        self.register_buffer("grid", torch.stack(torch.meshgrid(axis, axis, indexing="xy")),
+                             persistent=False)  # (2, side, side): x then y
+        self.to_dim = nn.Conv2d(channels + (2 if coordinates else 0), dim, 1)
         self.fc = nn.Linear(dim * side * side, dim)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "channels": self.channels}
+        return {**super().config(), "channels": self.channels,
+                "coordinates": self.coordinates}
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
         fmap = self.net(inputs)
-        grid = _grid_tokens(fmap)
-        return Encoded(grid.tokens, grid.mask, self.fc(fmap.flatten(1)))
+        if self.coordinates:
+            grid = self.grid.to(fmap.dtype).expand(len(fmap), -1, -1, -1)
+            fmap = torch.cat([fmap, grid], dim=1)
+        fmap = self.to_dim(fmap)
+        grid_tokens = _grid_tokens(fmap)
+        return Encoded(grid_tokens.tokens, grid_tokens.mask, self.fc(fmap.flatten(1)))
 
 
 class _BasicBlock(nn.Module):
