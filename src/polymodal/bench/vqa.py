@@ -26,7 +26,7 @@ RESULTS = Path("bench-results")
 ENCODERS = {"image": ("strided-cnn", {"image_size": 64, "dim": 64}),
             "text": ("bow", {})}
 #: the log's key for the encoders, so that results of other encoders are not mixed in
-ENCODER_KEY = "strided-cnn@64 + bow"
+ENCODER_KEY = " + ".join(f"{name}{options}" for name, options in ENCODERS.values())
 FAMILIES = ("shape", "horizontal", "vertical", "closest", "furthest", "count")
 SETTINGS = {"CNN + RN (relation)": "relation", "CNN + MLP (concat)": "concat"}
 PAPER = {"CNN + RN (relation)": "about 94%", "CNN + MLP (concat)": "about 63%"}
@@ -114,10 +114,13 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     test = manifest.split("test")
     relational = test.table["relational"].astype(str).str.lower().eq("true").to_numpy()
     family = test.table["family"].astype(str).to_numpy()
+
+    def key(name: str, seed: int) -> tuple:
+        return name, seed, epochs, rows, ENCODER_KEY
+
     for seed in seeds:
         for name, fusion in SETTINGS.items():
-            if (name, seed, epochs, rows, ENCODER_KEY) in log or not train or (
-                    fusion not in fusions):
+            if key(name, seed) in log or not train or fusion not in fusions:
                 continue
             start = time.perf_counter()
             run_dir = _run_dir(fusion, seed, epochs, rows, quick)
@@ -140,7 +143,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         columns=["model", "seeds", "relational accuracy", "non-relational accuracy",
                  "paper, relational", *FAMILIES, "train s"])
     for name in SETTINGS:
-        rs = [log[k] for s in seeds if (k := (name, s, epochs, rows, ENCODER_KEY)) in log]
+        rs = [log[key(name, s)] for s in seeds if key(name, s) in log]
         if rs:
             section.rows.append([
                 name, f"{len(rs)}", f"{np.mean([r['relational'] for r in rs]):.3f}",
@@ -168,8 +171,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "right questions alone, 40,000 questions, 3 epochs: 0.99 against 0.62); with a "
         "BiLSTM over the question the Relation Network stopped at 0.64 on val after 3 to 4 "
         "epochs, with left / right at chance.")
-    done = {name: log[k] for name in SETTINGS
-            if (k := (name, seeds[0], epochs, rows, ENCODER_KEY)) in log}
+    done = {name: log[key(name, seeds[0])] for name in SETTINGS if key(name, seeds[0]) in log}
     if done:
         curves = {name: _run_dir(SETTINGS[name], seeds[0], epochs, rows, quick)
                   / "logs" / "metrics.csv" for name in done}
