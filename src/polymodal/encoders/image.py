@@ -29,11 +29,12 @@ def _to_tensor(img: Image.Image, size: int, mean: tuple[float, ...], std: tuple[
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
-def _grid_tokens(fmap: torch.Tensor) -> Encoded:
-    """A feature map (B, C, H, W) as H*W tokens of size C, pooled by their mean."""
+def _grid_tokens(fmap: torch.Tensor, fc: nn.Module | None = None) -> Encoded:
+    """A feature map (B, C, H, W) as H*W tokens of size C, pooled by their mean, or by
+    ``fc`` over the whole flattened map (which keeps where each feature is)."""
     tokens = fmap.flatten(2).transpose(1, 2)
     mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=fmap.device)
-    return Encoded(tokens, mask, tokens.mean(dim=1))
+    return Encoded(tokens, mask, tokens.mean(dim=1) if fc is None else fc(fmap.flatten(1)))
 
 
 class _ScratchCNN(ModalityEncoder):
@@ -75,9 +76,7 @@ class SimpleCNN(_ScratchCNN):
         return {**super().config(), "channels": self.channels}
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        fmap = self.net(inputs)
-        grid = _grid_tokens(fmap)
-        return Encoded(grid.tokens, grid.mask, self.fc(fmap.flatten(1)))
+        return _grid_tokens(self.net(inputs), self.fc)
 
 
 @register_encoder("strided-cnn", modality="image", description="the Relation Network "
@@ -123,9 +122,7 @@ class StridedCNN(_ScratchCNN):
         if self.coordinates:
             grid = self.grid.to(fmap.dtype).expand(len(fmap), -1, -1, -1)
             fmap = torch.cat([fmap, grid], dim=1)
-        fmap = self.to_dim(fmap)
-        grid_tokens = _grid_tokens(fmap)
-        return Encoded(grid_tokens.tokens, grid_tokens.mask, self.fc(fmap.flatten(1)))
+        return _grid_tokens(self.to_dim(fmap), self.fc)
 
 
 class _BasicBlock(nn.Module):
