@@ -67,3 +67,39 @@ def test_a_batch_of_rows_lacking_everything_is_still_a_batch():
                               Example(1, "y", {"image": None, "text": None})])
     assert batch.present["image"].tolist() == [False, False]
     assert batch.labels is None
+
+
+def test_memory_cache_decodes_each_file_once_within_its_budget(media, tmp_path, monkeypatch):
+    df = pd.DataFrame({"image": ["media/red.png", "media/green.jpg", None, "media/red.png",
+                                 "media/green.jpg", "media/red.png"],
+                       "audio": ["media/tone.wav"] * 6})
+    m = Manifest.read(df, root=tmp_path)
+    plain = MultimodalDataset(m, image_size=(6, 4))
+    cached = MultimodalDataset(m, image_size=(6, 4), memory_cache_mb=1)
+    decoded: list[tuple[int, str]] = []
+    decode = Manifest.decode
+
+    def counting(self, row, column, options=None):
+        decoded.append((row, column))
+        return decode(self, row, column, options)
+
+    monkeypatch.setattr(Manifest, "decode", counting)
+    for _ in range(2):  # two epochs
+        for i in range(len(df)):
+            a, b = plain[i].inputs, cached[i].inputs
+            assert (a["image"] is None) == (b["image"] is None)  # the empty cell stays empty
+            if a["image"] is not None:
+                assert torch.equal(a["image"], b["image"])
+            assert torch.equal(a["audio"], b["audio"])
+    # plain: 2 epochs x (6 image cells + 6 clips); cached: the 2 pictures and the 1 clip
+    # once each, and the empty cell asked for again each epoch (it holds nothing to keep)
+    assert len(decoded) == 2 * 12 + 3 + 2
+    assert len(cached.memory_cache) == 3
+
+    small = MultimodalDataset(m, image_size=(6, 4), memory_cache_mb=1.5 * 3 * 6 * 4 * 4 / 2**20)
+    for i in range(len(df)):
+        small[i]
+    assert len(small.memory_cache) == 1  # one 3 x 6 x 4 float picture fits, the next not
+    assert small.memory_cache.bytes <= small.memory_cache.max_bytes
+    with pytest.raises(ValueError, match="memory_cache_mb"):
+        MultimodalDataset(m, memory_cache_mb=-1)

@@ -279,3 +279,31 @@ def test_mixed_precision_trains_where_the_device_supports_it(digits, tmp_path):
 
     expected = {"bf16-mixed", "16-mixed"} if torch.cuda.is_available() else {"32-true"}
     assert default_precision() in expected
+
+
+def test_patience_zero_never_stops_early_and_the_cache_keeps_training_the_same(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    class Stoppers(L.Callback):
+        def on_train_start(self, trainer, module):
+            self.found = [c.patience for c in trainer.callbacks
+                          if isinstance(c, EarlyStopping)]
+
+    df = _coloured(tmp_path, n=16)
+    settings = {"label": "tags", "preset": "tiny", "fusion": "concat", "max_epochs": 2,
+                "batch_size": 8, "seed": 1}
+    seen: dict[int | None, list[int]] = {}
+    for patience in (None, 2, 0):
+        spy = Stoppers()
+        Predictor(**settings, patience=patience, path=tmp_path / f"p{patience}").fit(
+            df, progress=False, callbacks=[spy])
+        seen[patience] = spy.found
+    assert seen == {None: [3], 2: [2], 0: []}  # the tiny preset's 3, the given 2, none
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        Predictor(**settings, patience=-1, path=tmp_path / "neg").fit(df, progress=False)
+    # decoding each picture once (the default memory cache) trains the same model
+    a = Predictor(**settings, path=tmp_path / "a").fit(df, progress=False)
+    b = Predictor(**settings, memory_cache_mb=0, path=tmp_path / "b").fit(df, progress=False)
+    np.testing.assert_allclose(a.predict_proba(df).to_numpy(), b.predict_proba(df).to_numpy(),
+                               atol=1e-6)

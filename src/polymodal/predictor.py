@@ -96,6 +96,13 @@ class Predictor:
         precision: Lightning's precision ("32-true", "bf16-mixed", "16-mixed"); default:
             mixed precision on a GPU that supports it, full precision on a CPU.
         cache_dir: where frozen encoders cache their outputs (default: the run folder).
+        patience: epochs without a better validation loss before training stops
+            (default: the preset's; 0 never stops early: a model that sits on a plateau
+            for many epochs before it learns, as a Relation Network does).
+        memory_cache_mb: during ``fit``, keep each decoded and preprocessed image or audio
+            file in memory up to this many MiB, so it is decoded once and not once per
+            row and epoch (sort-of-clevr's 9,800 pictures are named by 196,000
+            questions); 0 decodes every time.
     """
 
     def __init__(self, label: str, problem_type: str | None = None,
@@ -108,7 +115,8 @@ class Predictor:
                  cache_dir: str | os.PathLike[str] | None = None,
                  fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
                  unfreeze_after: int | None = None, freeze_encoders: bool = False,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, memory_cache_mb: float = 1024,
+                 patience: int | None = None) -> None:
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -127,10 +135,19 @@ class Predictor:
         self.unfreeze_after = unfreeze_after
         self.freeze_encoders = freeze_encoders
         self.precision = precision
+        self.memory_cache_mb = memory_cache_mb
+        self.patience = patience
 
     # -- settings -----------------------------------------------------------------
     def _preset(self) -> Preset:
         return resolve_preset(self.preset)
+
+    def _patience(self, preset: Preset) -> int | None:
+        """Early stopping's patience: ``patience`` or the preset's; None for off."""
+        patience = preset.patience if self.patience is None else self.patience
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0 (0: never stop early), got {patience}")
+        return patience or None
 
     def _read(self, data: Any) -> Manifest:
         if isinstance(data, Manifest):
@@ -226,7 +243,8 @@ class Predictor:
                                fusion_options=self.fusion_options, dropout=self.dropout)
 
     def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise",
-                 noise: Noise | None = None) -> MultimodalDataset:
+                 noise: Noise | None = None, memory_cache_mb: float = 0
+                 ) -> MultimodalDataset:
         transforms: dict[str, Callable[[Any], Any]] = {
             c: e.preprocess for c, e in self._encoders.items()}
         loaders = {c: f for c, f in self._cache_loaders.items() if c in self.model_.cached}
@@ -238,12 +256,14 @@ class Predictor:
                     transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
         return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
                                  on_error=on_error, cell_loaders=loaders,
-                                 label_transform=self._target if with_labels else None)
+                                 label_transform=self._target if with_labels else None,
+                                 memory_cache_mb=0 if noise else memory_cache_mb)
 
     def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
-                on_error: OnError = "raise", noise: Noise | None = None
-                ) -> torch.utils.data.DataLoader:
-        ds = self._dataset(m, with_labels=with_labels, on_error=on_error, noise=noise)
+                on_error: OnError = "raise", noise: Noise | None = None,
+                memory_cache_mb: float = 0) -> torch.utils.data.DataLoader:
+        ds = self._dataset(m, with_labels=with_labels, on_error=on_error, noise=noise,
+                           memory_cache_mb=memory_cache_mb)
         sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
         return ds.loader(self.batch_size_, sampler=sampler)
 
@@ -335,15 +355,17 @@ class Predictor:
                             class_weights=weights)
         epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
         trainer = make_trainer(self.run_dir_, max_epochs=epochs,
-                               patience=preset.patience, time_limit=time_limit,
+                               patience=self._patience(preset), time_limit=time_limit,
                                devices=devices, has_validation=len(t_lab) > 0,
                                precision=self.precision,
                                progress=progress, resume=resume, callbacks=[
                                    *(callbacks or []),
                                    *([UnfreezeEncoders(self.unfreeze_after)]
                                      if self.unfreeze_after is not None else [])])
-        train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error)
-        val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error)
+        train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error,
+                                    memory_cache_mb=self.memory_cache_mb)
+        val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error,
+                                  memory_cache_mb=self.memory_cache_mb / 4)
         last = self.run_dir_ / "checkpoints" / "last.ckpt"
         if resume and not last.exists():
             raise FileNotFoundError(f"resume=True but {last} does not exist: nothing to resume")

@@ -97,6 +97,37 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+class DecodedCache:
+    """Transformed media cells by (column, file), filled until ``max_mb`` is reached and
+    then left as it is: under shuffled reads an evicting cache would keep replacing what
+    it holds, while a full one keeps a steady share of the hits."""
+
+    def __init__(self, max_mb: float = 0) -> None:
+        if max_mb < 0:
+            raise ValueError(f"memory_cache_mb must be >= 0, got {max_mb}")
+        self.max_bytes = int(max_mb * 2**20)
+        self.bytes = 0
+        self._cells: dict[tuple[str, str], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def get(self, column: str, cell: Any) -> torch.Tensor | None:
+        """The cached tensor of ``cell`` (a file path) in ``column``, or None."""
+        if not self.max_bytes or cell is None:
+            return None
+        return self._cells.get((column, str(cell)))
+
+    def put(self, column: str, cell: Any, value: Any) -> None:
+        """Keep ``value`` if it is a tensor and fits in what is left of the budget."""
+        if not self.max_bytes or cell is None or not isinstance(value, torch.Tensor):
+            return
+        size = value.element_size() * value.nelement()
+        if self.bytes + size <= self.max_bytes and (column, str(cell)) not in self._cells:
+            self._cells[column, str(cell)] = value
+            self.bytes += size
+
+
 class MultimodalDataset(Dataset):
     """Rows of a manifest, decoded lazily, one at a time.
 
@@ -118,6 +149,11 @@ class MultimodalDataset(Dataset):
         cell_loaders: per column, ``fn(manifest, row, column) -> features | None`` used
             instead of decode + transform (e.g. an encoder's feature cache, which may
             skip decoding altogether).
+        memory_cache_mb: keep decoded and transformed image and audio cells in memory,
+            by file, up to this many MiB (0: off), so a file that many rows name (a
+            picture with twenty questions) or that every epoch reads again is decoded
+            once. Only for deterministic transforms (no noise, no random augmentation);
+            each DataLoader worker holds its own cache.
     """
 
     def __init__(self, manifest: Manifest | Any, *, columns: Sequence[str] | None = None,
@@ -127,7 +163,8 @@ class MultimodalDataset(Dataset):
                  options: DecodeOptions | None = None, on_error: OnError = "raise",
                  require: Iterable[str] = (),
                  cell_loaders: Mapping[str, CellLoader] | None = None,
-                 label_transform: Transform | None = None) -> None:
+                 label_transform: Transform | None = None,
+                 memory_cache_mb: float = 0) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
         self.manifest = Manifest.read(manifest)
@@ -149,6 +186,7 @@ class MultimodalDataset(Dataset):
         self.cell_loaders = dict(cell_loaders or {})
         self.label_transform = label_transform
         self._ids = self.manifest.ids()
+        self.memory_cache = DecodedCache(memory_cache_mb)
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -184,6 +222,10 @@ class MultimodalDataset(Dataset):
             if loader is not None:
                 value = loader(self.manifest, index, col)
             else:
+                cached = self.memory_cache.get(col, self.manifest.value(index, col))
+                if cached is not None:
+                    inputs[col] = cached
+                    continue
                 value = self.manifest.decode(index, col, self.options)
             if value is None:
                 if col in self.require or self.roles[col].value in self.require:
@@ -199,6 +241,8 @@ class MultimodalDataset(Dataset):
                 except MediaError as err:
                     raise err.at(manifest=self.manifest.source, row=self.manifest.source_row(index),
                                  column=col) from None
+                if self.roles[col] in (Role.IMAGE, Role.AUDIO):
+                    self.memory_cache.put(col, self.manifest.value(index, col), inputs[col])
         return Example(index, self._ids[index], inputs, self._label(index))
 
     def __getitem__(self, index: int) -> Example | SkippedRow:
