@@ -72,10 +72,12 @@ def test_a_batch_of_rows_lacking_everything_is_still_a_batch():
 def test_memory_cache_decodes_each_file_once_within_its_budget(media, tmp_path, monkeypatch):
     df = pd.DataFrame({"image": ["media/red.png", "media/green.jpg", None, "media/red.png",
                                  "media/green.jpg", "media/red.png"],
-                       "audio": ["media/tone.wav"] * 6})
+                       "audio": ["media/tone.wav"] * 6,
+                       "caption": ["a cat", "a dog", "a cat", "", "a cat", "a dog"]})
     m = Manifest.read(df, root=tmp_path)
-    plain = MultimodalDataset(m, image_size=(6, 4))
-    cached = MultimodalDataset(m, image_size=(6, 4), memory_cache_mb=1)
+    tokens = {"caption": lambda text: torch.tensor([len(text)])}
+    plain = MultimodalDataset(m, image_size=(6, 4), transforms=tokens)
+    cached = MultimodalDataset(m, image_size=(6, 4), transforms=tokens, memory_cache_mb=1)
     decoded: list[tuple[int, str]] = []
     decode = Manifest.decode
 
@@ -91,12 +93,17 @@ def test_memory_cache_decodes_each_file_once_within_its_budget(media, tmp_path, 
             if a["image"] is not None:
                 assert torch.equal(a["image"], b["image"])
             assert torch.equal(a["audio"], b["audio"])
-    # plain: 2 epochs x (6 image cells + 6 clips); cached: the 2 pictures and the 1 clip
-    # once each, and the empty cell asked for again each epoch (it holds nothing to keep)
-    assert len(decoded) == 2 * 12 + 3 + 2
-    assert len(cached.memory_cache) == 3
+            assert (a["caption"] is None) == (b["caption"] is None)
+            if a["caption"] is not None:
+                assert torch.equal(a["caption"], b["caption"])
+    # plain: 2 epochs x (6 image cells + 6 clips + 6 captions); cached: the 2 pictures,
+    # the 1 clip and the 2 captions once each, and the 2 empty cells asked for again each
+    # epoch (they hold nothing to keep)
+    assert len(decoded) == 2 * 18 + 5 + 2 * 2
+    assert len(cached.memory_cache) == 5
 
-    small = MultimodalDataset(m, image_size=(6, 4), memory_cache_mb=1.5 * 3 * 6 * 4 * 4 / 2**20)
+    small = MultimodalDataset(m, columns=["audio", "image"], image_size=(6, 4),
+                              memory_cache_mb=1.5 * 3 * 6 * 4 * 4 / 2**20)
     for i in range(len(df)):
         small[i]
     assert len(small.memory_cache) == 1  # one 3 x 6 x 4 float picture fits, the next not

@@ -100,9 +100,9 @@ class Predictor:
             (default: the preset's; 0 never stops early: a model that sits on a plateau
             for many epochs before it learns, as a Relation Network does).
         memory_cache_mb: during ``fit``, keep each decoded and preprocessed image or audio
-            file in memory up to this many MiB, so it is decoded once and not once per
-            row and epoch (sort-of-clevr's 9,800 pictures are named by 196,000
-            questions); 0 decodes every time.
+            file, and each tokenized text, in memory up to this many MiB, so it is
+            decoded once and not once per row and epoch (sort-of-clevr's 9,800 pictures
+            are named by 196,000 questions); 0 decodes every time.
     """
 
     def __init__(self, label: str, problem_type: str | None = None,

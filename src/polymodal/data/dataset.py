@@ -98,7 +98,7 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None
 
 
 class DecodedCache:
-    """Transformed media cells by (column, file), filled until ``max_mb`` is reached and
+    """Transformed cells by (column, file or text), filled until ``max_mb`` is reached and
     then left as it is: under shuffled reads an evicting cache would keep replacing what
     it holds, while a full one keeps a steady share of the hits."""
 
@@ -149,11 +149,12 @@ class MultimodalDataset(Dataset):
         cell_loaders: per column, ``fn(manifest, row, column) -> features | None`` used
             instead of decode + transform (e.g. an encoder's feature cache, which may
             skip decoding altogether).
-        memory_cache_mb: keep decoded and transformed image and audio cells in memory,
-            by file, up to this many MiB (0: off), so a file that many rows name (a
-            picture with twenty questions) or that every epoch reads again is decoded
-            once. Only for deterministic transforms (no noise, no random augmentation);
-            each DataLoader worker holds its own cache.
+        memory_cache_mb: keep decoded and transformed image, audio and text cells in
+            memory, by file (by the text itself for text), up to this many MiB (0: off),
+            so a file that many rows name (a picture with twenty questions) or that
+            every epoch reads again is decoded once, and a repeated text tokenized once.
+            Only for deterministic transforms (no noise, no random augmentation); each
+            DataLoader worker holds its own cache.
     """
 
     def __init__(self, manifest: Manifest | Any, *, columns: Sequence[str] | None = None,
@@ -241,7 +242,7 @@ class MultimodalDataset(Dataset):
                 except MediaError as err:
                     raise err.at(manifest=self.manifest.source, row=self.manifest.source_row(index),
                                  column=col) from None
-                if self.roles[col] in (Role.IMAGE, Role.AUDIO):
+                if self.roles[col] in (Role.IMAGE, Role.AUDIO, Role.TEXT):
                     self.memory_cache.put(col, self.manifest.value(index, col), inputs[col])
         return Example(index, self._ids[index], inputs, self._label(index))
 
