@@ -15,9 +15,11 @@ def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch
     monkeypatch.setattr(vqa, "RESULTS", tmp_path / "results")
     section = vqa.run(quick=True)
     assert [row[0] for row in section.rows] == list(vqa.SETTINGS)
+    first = section.columns.index("relational accuracy")
     families = section.columns.index("shape"), section.columns.index("count")
     for row in section.rows:
-        for value in row[2:4] + row[families[0]:families[1] + 1]:
+        assert row[1:3] == ["1", f"{vqa.LR:g}"]  # the quick recipe: one epoch
+        for value in row[first:first + 2] + row[families[0]:families[1] + 1]:
             assert 0.0 <= float(value) <= 1.0
     assert (tmp_path / "results" / "vqa-quick.png").stat().st_size > 10_000
     assert "vqa-quick.png" in section.notes

@@ -180,17 +180,27 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         key="vqa-sort-of-clevr", title="Visual question answering: sort-of-clevr",
         command="python -m polymodal.bench --only vqa-sort-of-clevr"
                 + (" --quick" if quick else ""),
-        columns=["model", "seeds", "relational accuracy", "non-relational accuracy",
-                 "paper, relational", *FAMILIES, "train s"])
-    for name in SETTINGS:
-        rs = [log[key(name, s)] for s in seeds if key(name, s) in log]
-        if rs:
-            section.rows.append([
-                name, f"{len(rs)}", f"{np.mean([r['relational'] for r in rs]):.3f}",
-                f"{np.mean([r['non_relational'] for r in rs]):.3f}", PAPER[name],
-                *(f"{np.mean([r['families'].get(f, np.nan) for r in rs]):.3f}"
-                  for f in FAMILIES),
-                f"{np.mean([r['seconds'] for r in rs]):.0f}"])
+        columns=["model", "epochs", "lr", "seeds", "relational accuracy",
+                 "non-relational accuracy", "paper, relational", *FAMILIES, "train s"])
+    # this recipe first, then earlier recipes of the same encoders and data, each marked
+    # by its epochs and learning rate (a model that has not finished this recipe yet
+    # still shows what it reached before)
+    earlier = {(r["epochs"], r.get("lr")) for r in log.records.values()
+               if r.get("encoders") == ENCODER_KEY and r.get("rows") == rows}
+    recipes = [(epochs, lr), *sorted(earlier - {(epochs, lr)},
+                                     key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
+    for n_epochs, rate in recipes:
+        for name in SETTINGS:
+            rs = [log[(name, s, n_epochs, rows, ENCODER_KEY, rate)] for s in seeds
+                  if (name, s, n_epochs, rows, ENCODER_KEY, rate) in log]
+            if rs:
+                section.rows.append([
+                    name, f"{n_epochs}", f"{rate:g}" if rate else "?", f"{len(rs)}",
+                    f"{np.mean([r['relational'] for r in rs]):.3f}",
+                    f"{np.mean([r['non_relational'] for r in rs]):.3f}", PAPER[name],
+                    *(f"{np.mean([r['families'].get(f, np.nan) for r in rs]):.3f}"
+                      for f in FAMILIES),
+                    f"{np.mean([r['seconds'] for r in rs]):.0f}"])
     section.notes = (
         f"Test split ({len(test):,} questions, {relational.mean():.0%} relational). Both "
         "models share the encoders (the paper's CNN, four stride-2 conv layers, on the "
