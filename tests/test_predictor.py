@@ -307,3 +307,23 @@ def test_patience_zero_never_stops_early_and_the_cache_keeps_training_the_same(t
     b = Predictor(**settings, memory_cache_mb=0, path=tmp_path / "b").fit(df, progress=False)
     np.testing.assert_allclose(a.predict_proba(df).to_numpy(), b.predict_proba(df).to_numpy(),
                                atol=1e-6)
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_validation_got_worse(tmp_path):
+    import lightning as L
+    import torch
+
+    from polymodal.training.module import load_training_checkpoint
+
+    class WorseEveryEpoch(L.Callback):  # a validation loss that never improves again
+        def on_validation_epoch_end(self, trainer, module):
+            trainer.callback_metrics["val_loss"] = torch.tensor(float(trainer.current_epoch))
+
+    df = _coloured(tmp_path, n=16)
+    Predictor(label="tags", preset="tiny", fusion="concat", max_epochs=3, batch_size=8,
+              patience=0, path=tmp_path / "run").fit(df, progress=False,
+                                                     callbacks=[WorseEveryEpoch()])
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+    assert load_training_checkpoint(checkpoints / "best.ckpt")["epoch"] == 0
+    assert load_training_checkpoint(checkpoints / "last.ckpt")["epoch"] == 2  # resumes at 3

@@ -319,10 +319,14 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     callbacks = [
         *(callbacks or []),
         # one run per folder: best.ckpt and last.ckpt are replaced, never versioned, so
-        # resume=True always finds this run's last checkpoint
+        # resume=True always finds this run's last checkpoint. last.ckpt has a callback
+        # of its own: Lightning's save_last writes it only in an epoch that also wrote a
+        # best checkpoint, so a resume after epochs without a better validation loss
+        # would go back to the last better one and train those epochs again
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                        mode="min", save_last=True, save_top_k=1,
-                        enable_version_counter=False),
+                        mode="min", save_top_k=1, enable_version_counter=False),
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                        save_top_k=1, enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if patience is not None and has_validation:
