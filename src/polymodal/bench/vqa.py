@@ -125,7 +125,11 @@ def _plot(curves: dict[str, Path], families: dict[str, dict[str, float]], out: P
     right.set(ylabel="test accuracy", ylim=(0, 1),
               title="non-relational | relational")
     right.grid(alpha=0.3, axis="y")
-    right.legend()
+    if families:
+        right.legend()
+    else:
+        right.text(0.5, 0.5, "no model has finished this recipe yet", ha="center",
+                   transform=right.transAxes, color="grey")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
@@ -207,17 +211,17 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "picture at 64 px; the question as a bag of words, where the paper feeds an "
         "11-bit code) and differ only in the fusion: a Relation Network over the CNN's "
         "4 x 4 grid of objects, conditioned on the question, against an MLP over the "
-        f"concatenated vectors. Trained for {epochs} epochs (batch 64, AdamW {lr:g} with "
+        f"concatenated vectors. This recipe: {epochs} epochs (batch 64, AdamW {lr:g} with "
         "warm-up and cosine decay, no early stop, the best epoch on val kept) on "
         + (f"the first {rows:,} training questions" if rows else
            f"every training question ({len(manifest.split('train')):,}; the paper's "
            "196,000)")
         + " on this CPU; the paper's figures (Santoro et al. 2017, sort-of-CLEVR) come "
         "from 75 px pictures (a 5 x 5 grid). Families: shape, horizontal and vertical "
-        "are non-relational; closest, furthest and count are relational. Rows after the "
-        "first recipe are earlier recipes of the same encoders and data. A model without "
-        "a row for the first recipe has not finished it: its run folder holds its last "
-        "epoch, and the same command resumes it. Measured on the way (2026-11-29): at "
+        "are non-relational; closest, furthest and count are relational. Rows of other "
+        "epochs or learning rates are earlier recipes of the same encoders and data. A "
+        "model without a row for this recipe has not finished it: its run folder holds "
+        "its last epoch, and the same command resumes it. Measured on the way (2026-11-29): at "
         "AdamW 1e-3 the Relation Network stayed at the answer priors for all of its 6 "
         "epochs (train accuracy 0.47); at 2.5e-4 it passed them in its third epoch, "
         "counting first (its validation accuracy after each epoch is the left plot). "
