@@ -49,8 +49,6 @@ class EpochClock(Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if trainer.sanity_checking:
-            return
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:
@@ -158,8 +156,8 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     relational = test.table["relational"].astype(str).str.lower().eq("true").to_numpy()
     family = test.table["family"].astype(str).to_numpy()
 
-    def key(name: str, seed: int) -> tuple:
-        return name, seed, epochs, rows, ENCODER_KEY, lr
+    def key(name: str, seed: int, n_epochs: int = epochs, rate: float | None = lr) -> tuple:
+        return name, seed, n_epochs, rows, ENCODER_KEY, rate
 
     for seed in seeds:
         for name, fusion in SETTINGS.items():
@@ -195,8 +193,8 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
                                      key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
     for n_epochs, rate in recipes:
         for name in SETTINGS:
-            rs = [log[(name, s, n_epochs, rows, ENCODER_KEY, rate)] for s in seeds
-                  if (name, s, n_epochs, rows, ENCODER_KEY, rate) in log]
+            rs = [log[key(name, s, n_epochs, rate)] for s in seeds
+                  if key(name, s, n_epochs, rate) in log]
             if rs:
                 section.rows.append([
                     name, f"{n_epochs}", f"{rate:g}" if rate else "?", f"{len(rs)}",

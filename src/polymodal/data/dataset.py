@@ -112,8 +112,13 @@ class DecodedCache:
     def __len__(self) -> int:
         return len(self._cells)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the cache has a budget (off: the row's cell is not even looked up)."""
+        return self.max_bytes > 0
+
     def get(self, column: str, cell: Any) -> torch.Tensor | None:
-        """The cached tensor of ``cell`` (a file path) in ``column``, or None."""
+        """The cached tensor of ``cell`` (a file path, or a text) in ``column``, or None."""
         if not self.max_bytes or cell is None:
             return None
         return self._cells.get((column, str(cell)))
@@ -223,7 +228,8 @@ class MultimodalDataset(Dataset):
             if loader is not None:
                 value = loader(self.manifest, index, col)
             else:
-                cached = self.memory_cache.get(col, self.manifest.value(index, col))
+                cell = self.manifest.value(index, col) if self.memory_cache.enabled else None
+                cached = self.memory_cache.get(col, cell)
                 if cached is not None:
                     inputs[col] = cached
                     continue
@@ -243,7 +249,7 @@ class MultimodalDataset(Dataset):
                     raise err.at(manifest=self.manifest.source, row=self.manifest.source_row(index),
                                  column=col) from None
                 if self.roles[col] in (Role.IMAGE, Role.AUDIO, Role.TEXT):
-                    self.memory_cache.put(col, self.manifest.value(index, col), inputs[col])
+                    self.memory_cache.put(col, cell, inputs[col])
         return Example(index, self._ids[index], inputs, self._label(index))
 
     def __getitem__(self, index: int) -> Example | SkippedRow:
