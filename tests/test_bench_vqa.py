@@ -4,6 +4,7 @@ the section and the plot written (the full run is `make bench`)."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from polymodal.bench import vqa
@@ -14,17 +15,21 @@ def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch
     monkeypatch.setenv("POLYMODAL_DATA", str(tmp_path / "data"))
     monkeypatch.setattr(vqa, "RESULTS", tmp_path / "results")
     section = vqa.run(quick=True)
-    assert [row[0] for row in section.rows] == list(vqa.SETTINGS)
+    # each model's continuation (one more epoch at a held rate) first, then its first stage
+    assert [row[0] for row in section.rows] == [*vqa.SETTINGS, *vqa.SETTINGS]
     first = section.columns.index("relational accuracy")
     families = section.columns.index("shape"), section.columns.index("count")
-    for row in section.rows:
+    for row in section.rows[:2]:
+        assert row[1:3] == ["1 + 1", f"{vqa.LR:g}, then {vqa.LR:g} held"]
+    for row in section.rows[2:]:
         assert row[1:3] == ["1", f"{vqa.LR:g}"]  # the quick recipe: one epoch
+    for row in section.rows:
         for value in row[first:first + 2] + row[families[0]:families[1] + 1]:
             assert 0.0 <= float(value) <= 1.0
     assert (tmp_path / "results" / "vqa-quick.png").stat().st_size > 10_000
     assert "vqa-quick.png" in section.notes
     clocks = sorted((tmp_path / "results" / "runs").glob("*/epoch_seconds.csv"))
-    assert len(clocks) == 2  # one per model: its one epoch's time, kept across resumes
+    assert len(clocks) == 4  # per model and stage: its one epoch's time, kept across resumes
     for clock in clocks:
         assert list(pd.read_csv(clock)["epoch"]) == [0]
         assert vqa.EpochClock.total(clock) > 0
@@ -43,3 +48,50 @@ def test_a_resumed_run_counts_each_epoch_once(tmp_path):
     clock.write_text("epoch,seconds\n0,10.0\n1,12.0\n1,11.0\n2,9.5\n")  # epoch 1 redone
     assert vqa.EpochClock.total(clock) == 10.0 + 11.0 + 9.5
     assert vqa.EpochClock.total(tmp_path / "none.csv") == 0.0
+
+
+def test_warm_start_begins_from_the_other_run_unless_resuming(tmp_path):
+    import copy
+
+    import lightning as L
+    import torch
+
+    from polymodal.training.module import load_training_checkpoint
+
+    class Weights(L.Callback):  # the weights the first training step sees
+        def on_train_start(self, trainer, module):
+            self.first = copy.deepcopy(module.state_dict())
+
+    manifest = vqa.Manifest.read(vqa.make_dataset("sort-of-clevr", tmp_path / "soc", limit=2,
+                                                  show_progress=False), label="answer")
+    vqa.train_vqa(manifest, "concat", 0, 1, tmp_path / "a", tune_on_train=True)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    trained = load_training_checkpoint(last)["state_dict"]
+    spy = Weights()
+    vqa.train_vqa(manifest, "concat", 1, 1, tmp_path / "b", tune_on_train=True,
+                  schedule="constant", start_from=last)
+    p = vqa.Predictor(label="answer", modalities=["image", "question"], fusion="concat",
+                      encoders=vqa.ENCODERS, seed=1, max_epochs=1, path=tmp_path / "c",
+                      patience=0)
+    p.fit(manifest.split("train"), manifest.split("train"), progress=False,
+          callbacks=[vqa.WarmStart(last), spy])
+    def same(a, b):
+        assert a.keys() == b.keys()
+        for k, v in b.items():
+            if isinstance(v, torch.Tensor):
+                torch.testing.assert_close(a[k], v)
+            else:  # an encoder's extra state: the bag of words' vocabulary
+                assert a[k] == v
+
+    same(spy.first, trained)  # seed 1 would start elsewhere; it starts from run a
+    # resuming run c keeps run c's own weights, not run a's
+    c_last = load_training_checkpoint(tmp_path / "c" / "checkpoints" / "last.ckpt")
+    resumed = Weights()
+    p2 = vqa.Predictor(label="answer", modalities=["image", "question"], fusion="concat",
+                       encoders=vqa.ENCODERS, seed=1, max_epochs=2, path=tmp_path / "c",
+                       patience=0)
+    p2.fit(manifest.split("train"), manifest.split("train"), progress=False, resume=True,
+           callbacks=[vqa.WarmStart(last), resumed])
+    same(resumed.first, c_last["state_dict"])
+    with pytest.raises(AssertionError):  # and run c has moved away from run a
+        same(resumed.first, trained)

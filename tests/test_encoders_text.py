@@ -34,6 +34,12 @@ def test_bag_of_words_fits_on_training_text(name):
     assert out.pooled[0, red] > 0 and out.pooled[1].abs().sum() == 0
     with pytest.raises(ValueError, match="no non-empty text"):
         build_encoder(name).fit([None, " "])
+    # a loaded encoder saves again before it has encoded anything (a model warm-started
+    # from a checkpoint writes its own), and encodes as the fitted one does
+    loaded = build_encoder(name)
+    loaded.load_state_dict(enc.state_dict())
+    assert loaded.get_extra_state() == enc.get_extra_state()
+    torch.testing.assert_close(loaded.encode(["a red bird", None]).pooled, out.pooled)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "bilstm", "transformer"])

@@ -327,3 +327,30 @@ def test_last_checkpoint_is_the_last_epoch_even_when_validation_got_worse(tmp_pa
     assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
     assert load_training_checkpoint(checkpoints / "best.ckpt")["epoch"] == 0
     assert load_training_checkpoint(checkpoints / "last.ckpt")["epoch"] == 2  # resumes at 3
+
+
+def test_constant_schedule_holds_the_learning_rate_after_warm_up(tmp_path):
+    import lightning as L
+
+    class Rates(L.Callback):
+        def __init__(self):
+            self.seen: list[float] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    df = _coloured(tmp_path, n=16)
+    settings = {"label": "tags", "preset": "tiny", "fusion": "concat", "max_epochs": 3,
+                "batch_size": 4, "lr": 1e-3, "seed": 0}
+    rates = {}
+    for schedule in ("cosine", "constant"):
+        spy = Rates()
+        Predictor(**settings, schedule=schedule, path=tmp_path / schedule).fit(
+            df, progress=False, callbacks=[spy])
+        rates[schedule] = spy.seen
+    assert len(rates["constant"]) == len(rates["cosine"]) >= 6
+    assert rates["constant"][-1] == pytest.approx(1e-3)  # held at the peak to the end
+    assert rates["cosine"][-1] < 0.1 * 1e-3  # decayed towards zero
+    assert max(rates["cosine"]) == pytest.approx(1e-3)  # the same peak after warm-up
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        Predictor(label="tags", schedule="linear")

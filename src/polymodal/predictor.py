@@ -103,6 +103,9 @@ class Predictor:
             file, and each tokenized text, in memory up to this many MiB, so it is
             decoded once and not once per row and epoch (sort-of-clevr's 9,800 pictures
             are named by 196,000 questions); 0 decodes every time.
+        schedule: the learning rate after its warm-up: "cosine" decays it to zero over
+            ``max_epochs``; "constant" holds it (for continuing a trained model, or for
+            a model that needs many epochs at one rate to leave a plateau).
     """
 
     def __init__(self, label: str, problem_type: str | None = None,
@@ -116,7 +119,12 @@ class Predictor:
                  fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
                  unfreeze_after: int | None = None, freeze_encoders: bool = False,
                  precision: str | None = None, memory_cache_mb: float = 1024,
-                 patience: int | None = None) -> None:
+                 patience: int | None = None, schedule: str = "cosine") -> None:
+        from polymodal.training.module import SCHEDULES
+
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
@@ -352,7 +360,7 @@ class Predictor:
                                        dtype=torch.float32)
         self.class_weights_ = weights
         lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
-                            class_weights=weights)
+                            class_weights=weights, schedule=self.schedule)
         epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
         trainer = make_trainer(self.run_dir_, max_epochs=epochs,
                                patience=self._patience(preset), time_limit=time_limit,

@@ -36,6 +36,11 @@ PAPER = {"CNN + RN (relation)": "about 94%", "CNN + MLP (concat)": "about 63%"}
 #: all of 6 epochs (it had not even learned to count); the reference PyTorch
 #: reimplementation trains at 1e-4 and leaves its plateau only after 8 to 12 epochs
 LR = 2.5e-4
+#: after the main recipe, each model trains on from its last epoch for this many epochs
+#: at this constant learning rate (the reference reimplementation's 1e-4, held): at the
+#: end of the cosine decay the Relation Network's validation accuracy was flat while the
+#: rate went to zero, before it had learned to find the object a question names
+THEN = (16, 1e-4)
 
 
 class EpochClock(Callback):
@@ -66,50 +71,93 @@ class EpochClock(Callback):
         return float(pd.read_csv(path).groupby("epoch")["seconds"].last().sum())
 
 
+class WarmStart(Callback):
+    """Starts a fit from another run's weights (a training checkpoint, e.g. its
+    ``last.ckpt``), so that a trained model trains on under a new recipe. A fit that
+    resumes its own checkpoint keeps that one."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = Path(checkpoint)
+
+    def on_fit_start(self, trainer: Any, module: Any) -> None:
+        if trainer.ckpt_path:  # resuming this run: Lightning has restored its own state
+            return
+        from polymodal.training.module import load_training_checkpoint
+
+        module.load_state_dict(load_training_checkpoint(self.checkpoint)["state_dict"])
+
+
 def train_vqa(manifest: Manifest, fusion: str, seed: int = 0, epochs: int = 12,
               path: str | Path = RESULTS / "runs" / "vqa", rows: int | None = None,
               progress: bool = False, tune_on_train: bool = False,
-              resume: bool = False, lr: float = LR) -> Predictor:
+              resume: bool = False, lr: float = LR, schedule: str = "cosine",
+              start_from: Path | None = None) -> Predictor:
     """A VQA Predictor (question + picture -> answer class) on ``manifest``'s train
     split (its first ``rows`` questions if given), tuned on val (or on train, for data
     too small for val to hold only answers seen in training). ``resume`` continues an
-    interrupted run in ``path`` from its last checkpoint. Early stopping is off: on this
-    task a Relation Network's validation loss stays flat for epochs before it learns."""
+    interrupted run in ``path`` from its last checkpoint; ``start_from`` starts from
+    another run's checkpoint (same data, so the same vocabulary and answer classes).
+    Early stopping is off: on this task a Relation Network's validation loss stays flat
+    for epochs before it learns."""
     train = manifest.split("train")
     if rows is not None:
         train = train.subset(list(range(min(rows, len(train)))))
     p = Predictor(label="answer", modalities=["image", "question"], fusion=fusion,
                   encoders=ENCODERS, preset="fast", seed=seed, max_epochs=epochs,
-                  batch_size=64, lr=lr, path=path, patience=0)
+                  batch_size=64, lr=lr, path=path, patience=0, schedule=schedule)
+    callbacks: list[Callback] = [EpochClock(Path(path) / "epoch_seconds.csv")]
+    if start_from is not None:
+        callbacks.append(WarmStart(start_from))
     return p.fit(train, train if tune_on_train else manifest.split("val"), progress=progress,
-                 resume=resume, callbacks=[EpochClock(Path(path) / "epoch_seconds.csv")])
+                 resume=resume, callbacks=callbacks)
 
 
 def _run_dir(fusion: str, seed: int, epochs: int, rows: int | None, quick: bool,
-             lr: float = LR) -> Path:
+             lr: float = LR, then: tuple[int, float] | None = None) -> Path:
     """One folder per setting, so that a run killed mid-way (the Relation Network trains
-    for an hour on a CPU) resumes from its last epoch on the next call."""
+    for an hour on a CPU) resumes from its last epoch on the next call; ``then`` names
+    the continuation's folder (``then[0]`` more epochs at constant ``then[1]``)."""
     return RESULTS / "runs" / (f"vqa-{fusion}-{seed}-{rows or 'all'}x{epochs}-lr{lr:g}"
+                               + (f"-then{then[0]}x{then[1]:g}" if then else "")
                                + ("-quick" if quick else ""))
 
 
-def _plot(curves: dict[str, Path], families: dict[str, dict[str, float]], out: Path
-          ) -> Path:
-    """Validation accuracy per epoch (left) and test accuracy per question family
-    (right), one line / bar per model."""
+def _recipe(record: dict[str, Any]) -> tuple[str, str]:
+    """A log record's epochs and learning rate as the report shows them."""
+    then = record.get("then")
+    if then:
+        return (f"{then['from_epochs']} + {then['epochs']}",
+                f"{then['from_lr']:g}, then {then['lr']:g} held")
+    return f"{record['epochs']}", f"{record['lr']:g}" if record.get("lr") else "?"
+
+
+def _plot(curves: dict[str, list[tuple[Path, int]]], families: dict[str, dict[str, float]],
+          out: Path, restart: int | None = None) -> Path:
+    """Validation accuracy per epoch (left; each model's stages joined, their metrics
+    files with the epoch they start at) and test accuracy per question family (right),
+    one line / bar per model; ``restart`` marks where the second stage starts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     from polymodal.plots import read_metrics
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-    for name, metrics in curves.items():
-        log = read_metrics(metrics)
-        if log is not None and "val_accuracy" in log:
-            per_epoch = log.groupby("epoch")["val_accuracy"].mean().dropna()
-            left.plot(per_epoch.index + 1, per_epoch.values, marker="o", label=name)
+    for name, stages in curves.items():
+        parts = []
+        for metrics, offset in stages:
+            log = read_metrics(metrics)
+            if log is not None and "val_accuracy" in log:
+                per_epoch = log.groupby("epoch")["val_accuracy"].mean().dropna()
+                per_epoch.index = per_epoch.index + offset
+                parts.append(per_epoch)
+        if parts:
+            joined = pd.concat(parts)
+            left.plot(joined.index + 1, joined.values, marker="o", markersize=3, label=name)
+    if restart is not None:
+        left.axvline(restart + 0.5, color="grey", lw=0.8, ls="--")
     left.set(xlabel="epoch", ylabel="validation accuracy (all questions)")
     left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     left.grid(alpha=0.3)
@@ -137,19 +185,22 @@ def _plot(curves: dict[str, Path], families: dict[str, dict[str, float]], out: P
 
 def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         epochs: int = 20, rows: int | None = None, lr: float = LR,
+        then: tuple[int, float] | None = THEN,
         plot: Path = Path("docs/img/vqa_sort_of_clevr.png"),
         fusions: tuple[str, ...] = tuple(SETTINGS.values())) -> Section:
     """Both models on every training question (or the first ``rows``) for ``epochs``
-    epochs at learning rate ``lr``: the default is the paper's data (9,800 scenes, 196,000
-    questions) for 20 epochs, what the reference reimplementation needs to leave its
-    plateau (about 2 hours for the Relation Network on two CPU cores, 20 minutes for the
-    MLP). ``fusions`` trains only some of the models (two processes can train one each);
-    the section reports every model the log holds."""
+    epochs at learning rate ``lr`` (warm-up, cosine decay), then, if ``then`` is given,
+    ``then[0]`` more epochs from the last one at the constant rate ``then[1]``; each
+    stage is scored on test. The default is the paper's data (9,800 scenes, 196,000
+    questions), 20 epochs and 16 more (about 3 hours for the Relation Network on two CPU
+    cores, 2 for the MLP). ``fusions`` trains only some of the models (two processes can
+    train one each); the section reports every model the log holds."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     manifest = Manifest.read(make_dataset("sort-of-clevr", limit=3 if quick else None),
                              label="answer")
     if quick:
         epochs, rows, plot = 1, None, RESULTS / "vqa-quick.png"  # not into the docs
+        then = (1, lr) if then else None
     log = ResultLog(RESULTS / ("vqa-quick.jsonl" if quick else "vqa.jsonl"),
                     ("setting", "seed", "epochs", "rows", "encoders", "lr"))
     test = manifest.split("test")
@@ -159,45 +210,66 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     def key(name: str, seed: int, n_epochs: int = epochs, rate: float | None = lr) -> tuple:
         return name, seed, n_epochs, rows, ENCODER_KEY, rate
 
+    def score(name: str, seed: int, p: Predictor, n_epochs: int, rate: float,
+              clocks: list[Path], extra: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        pred = p.predict(test).to_numpy()
+        right = pred == test.table["answer"].astype(str).to_numpy()
+        log.add({"setting": name, "seed": seed, "epochs": n_epochs, "rows": rows,
+                 "encoders": ENCODER_KEY, "lr": rate, **extra,
+                 "relational": float(right[relational].mean()),
+                 "non_relational": float(right[~relational].mean()),
+                 "families": {f: float(right[family == f].mean()) for f in FAMILIES
+                              if (family == f).any()},
+                 "seconds": sum(EpochClock.total(c) for c in clocks)
+                 + time.perf_counter() - start})
+
     for seed in seeds:
         for name, fusion in SETTINGS.items():
-            if key(name, seed) in log or not train or fusion not in fusions:
+            if not train or fusion not in fusions:
                 continue
             run_dir = _run_dir(fusion, seed, epochs, rows, quick, lr)
-            p = train_vqa(manifest, fusion, seed, epochs, run_dir, rows, lr=lr,
-                          tune_on_train=quick,
-                          resume=(run_dir / "checkpoints" / "last.ckpt").exists())
-            start = time.perf_counter()
-            pred = p.predict(test).to_numpy()
-            right = pred == test.table["answer"].astype(str).to_numpy()
-            log.add({"setting": name, "seed": seed, "epochs": epochs, "rows": rows,
-                     "encoders": ENCODER_KEY, "lr": lr,
-                     "relational": float(right[relational].mean()),
-                     "non_relational": float(right[~relational].mean()),
-                     "families": {f: float(right[family == f].mean()) for f in FAMILIES
-                                  if (family == f).any()},
-                     "seconds": EpochClock.total(run_dir / "epoch_seconds.csv")
-                     + time.perf_counter() - start})
+            clock = run_dir / "epoch_seconds.csv"
+            if key(name, seed) not in log:
+                p = train_vqa(manifest, fusion, seed, epochs, run_dir, rows, lr=lr,
+                              tune_on_train=quick,
+                              resume=(run_dir / "checkpoints" / "last.ckpt").exists())
+                score(name, seed, p, epochs, lr, [clock], {})
+            if then is None or key(name, seed, epochs + then[0], then[1]) in log:
+                continue
+            then_dir = _run_dir(fusion, seed, epochs, rows, quick, lr, then)
+            p = train_vqa(manifest, fusion, seed, then[0], then_dir, rows, lr=then[1],
+                          schedule="constant", tune_on_train=quick,
+                          resume=(then_dir / "checkpoints" / "last.ckpt").exists(),
+                          start_from=run_dir / "checkpoints" / "last.ckpt")
+            score(name, seed, p, epochs + then[0], then[1],
+                  [clock, then_dir / "epoch_seconds.csv"],
+                  {"then": {"from_epochs": epochs, "from_lr": lr, "epochs": then[0],
+                            "lr": then[1]}})
+    from polymodal.plots import read_metrics
+
     section = Section(
         key="vqa-sort-of-clevr", title="Visual question answering: sort-of-clevr",
         command="python -m polymodal.bench --only vqa-sort-of-clevr"
                 + (" --quick" if quick else ""),
         columns=["model", "epochs", "lr", "seeds", "relational accuracy",
                  "non-relational accuracy", "paper, relational", *FAMILIES, "train s"])
-    # this recipe first, then earlier recipes of the same encoders and data, each marked
-    # by its epochs and learning rate (a model that has not finished this recipe yet
-    # still shows what it reached before)
+    # this recipe (its continuation first), then earlier recipes of the same encoders
+    # and data, each marked by its epochs and learning rate (a model that has not
+    # finished this recipe yet still shows what it reached before)
     earlier = {(r["epochs"], r.get("lr")) for r in log.records.values()
                if r.get("encoders") == ENCODER_KEY and r.get("rows") == rows}
-    recipes = [(epochs, lr), *sorted(earlier - {(epochs, lr)},
-                                     key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
+    current = [(epochs + then[0], then[1])] if then else []
+    current.append((epochs, lr))
+    recipes = [*current, *sorted(earlier - set(current),
+                                 key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
     for n_epochs, rate in recipes:
         for name in SETTINGS:
             rs = [log[key(name, s, n_epochs, rate)] for s in seeds
                   if key(name, s, n_epochs, rate) in log]
             if rs:
                 section.rows.append([
-                    name, f"{n_epochs}", f"{rate:g}" if rate else "?", f"{len(rs)}",
+                    name, *_recipe(rs[0]), f"{len(rs)}",
                     f"{np.mean([r['relational'] for r in rs]):.3f}",
                     f"{np.mean([r['non_relational'] for r in rs]):.3f}", PAPER[name],
                     *(f"{np.mean([r['families'].get(f, np.nan) for r in rs]):.3f}"
@@ -210,7 +282,9 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "11-bit code) and differ only in the fusion: a Relation Network over the CNN's "
         "4 x 4 grid of objects, conditioned on the question, against an MLP over the "
         f"concatenated vectors. This recipe: {epochs} epochs (batch 64, AdamW {lr:g} with "
-        "warm-up and cosine decay, no early stop, the best epoch on val kept) on "
+        "warm-up and cosine decay, no early stop, the best epoch on val kept)"
+        + (f", then {then[0]} more epochs from the last one at {then[1]:g} held"
+           if then else "") + " on "
         + (f"the first {rows:,} training questions" if rows else
            f"every training question ({len(manifest.split('train')):,}; the paper's "
            "196,000)")
@@ -227,17 +301,28 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
         "right questions alone, 40,000 questions, 3 epochs: 0.99 against 0.62); with a "
         "BiLSTM over the question the Relation Network stopped at 0.64 on val after 3 to 4 "
         "epochs, with left / right at chance.")
-    from polymodal.plots import read_metrics
-
-    # this recipe's curves, of unfinished runs too (a run that takes hours shows where
-    # it is), and the per-family bars of the finished ones
-    done = {name: log[key(name, seeds[0])] for name in SETTINGS if key(name, seeds[0]) in log}
-    curves = {(name if name in done else f"{name}, unfinished"):
-              _run_dir(SETTINGS[name], seeds[0], epochs, rows, quick, lr) / "logs" / "metrics.csv"
-              for name in SETTINGS}
-    curves = {name: path for name, path in curves.items() if read_metrics(path) is not None}
+    # this recipe's curves (the continuation's after the first stage's), of unfinished
+    # runs too (a run that takes hours shows where it is), and the per-family bars of
+    # each model's latest finished stage
+    done: dict[str, dict[str, Any]] = {}
+    curves: dict[str, list[tuple[Path, int]]] = {}
+    for name, fusion in SETTINGS.items():
+        stages = [(_run_dir(fusion, seeds[0], epochs, rows, quick, lr), 0)]
+        if then:
+            stages.append((_run_dir(fusion, seeds[0], epochs, rows, quick, lr, then), epochs))
+        stages = [(d / "logs" / "metrics.csv", offset) for d, offset in stages
+                  if read_metrics(d / "logs" / "metrics.csv") is not None]
+        finished = [log[k] for k in (key(name, seeds[0], epochs + then[0], then[1])
+                                     if then else None, key(name, seeds[0]))
+                    if k is not None and k in log]
+        if finished:
+            done[name] = finished[0]
+        if stages:
+            curves[name if finished and (not then or "then" in finished[0])
+                   else f"{name}, unfinished"] = stages
     if curves:
-        _plot(curves, {name: r["families"] for name, r in done.items()}, plot)
+        _plot(curves, {name: r["families"] for name, r in done.items()}, plot,
+              epochs if then else None)
         section.notes += (f" Plot (seed {seeds[0]}, this recipe): "
                           f"![vqa-sort-of-clevr](img/{plot.name})")
     return section

@@ -114,7 +114,10 @@ class BagOfWordsEncoder(ModalityEncoder):
             vec.idf_ = np.asarray(state["idf"])
         else:
             vec = CountVectorizer(**common)
-        vec.fixed_vocabulary_ = True
+        # as fit would leave it: a vectorizer given only vocabulary= sets vocabulary_ on
+        # its first transform, so saving a loaded encoder before it had transformed
+        # anything failed
+        vec.vocabulary_, vec.fixed_vocabulary_ = vocabulary, True
         self.vectorizer_, self.output_dim = vec, len(vocabulary)
 
 

@@ -21,21 +21,28 @@ from polymodal.data.errors import SkipReport
 from polymodal.model import MultimodalModel
 from polymodal.objectives import supervised_loss
 
+SCHEDULES = ("cosine", "constant")
+
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
-                  warmup_fraction: float = 0.05) -> dict[str, Any]:
+                  warmup_fraction: float = 0.05, schedule: str = "cosine") -> dict[str, Any]:
     """Lightning's optimizer config: linear warm-up over ``warmup_fraction`` of the
-    steps, then cosine decay to zero, stepped every batch."""
+    steps, then cosine decay to zero (``schedule="cosine"``) or the peak rate held to the
+    end (``"constant"``), stepped every batch."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     total = max(1, total_steps)
     warmup = max(1, int(warmup_fraction * total))
 
-    def schedule(step: int) -> float:
+    def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.5 * (1 + math.cos(math.pi * progress))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -199,17 +206,22 @@ class LitMultimodal(SkipTracking):
     Args:
         model: the model.
         problem_type: "binary", "multiclass", "multilabel" or "regression".
-        lr: peak learning rate (AdamW); warm-up then cosine decay over the run.
+        lr: peak learning rate (AdamW), reached after a linear warm-up.
         weight_decay: AdamW weight decay.
         class_weights: per-class loss weights (imbalance).
         warmup_fraction: share of the steps spent warming up.
+        schedule: after the warm-up, "cosine" decays to zero over the run, "constant"
+            holds the peak rate.
     """
 
     def __init__(self, model: MultimodalModel, problem_type: str, lr: float = 1e-3,
                  weight_decay: float = 0.01, class_weights: torch.Tensor | None = None,
-                 warmup_fraction: float = 0.05) -> None:
+                 warmup_fraction: float = 0.05, schedule: str = "cosine") -> None:
         super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.model = model
+        self.schedule = schedule
         self.problem_type = problem_type
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.register_buffer("class_weights", class_weights, persistent=False)
@@ -241,7 +253,7 @@ class LitMultimodal(SkipTracking):
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return warmup_cosine(optimizer, int(self.trainer.estimated_stepping_batches),
-                             self.warmup_fraction)
+                             self.warmup_fraction, self.schedule)
 
 
 class UnfreezeEncoders(L.Callback):
