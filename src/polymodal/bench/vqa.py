@@ -40,7 +40,7 @@ LR = 2.5e-4
 #: at this constant learning rate (the reference reimplementation's 1e-4, held): at the
 #: end of the cosine decay the Relation Network's validation accuracy was flat while the
 #: rate went to zero, before it had learned to find the object a question names
-THEN = (16, 1e-4)
+THEN = (12, 1e-4)
 
 
 class EpochClock(Callback):
@@ -192,7 +192,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     epochs at learning rate ``lr`` (warm-up, cosine decay), then, if ``then`` is given,
     ``then[0]`` more epochs from the last one at the constant rate ``then[1]``; each
     stage is scored on test. The default is the paper's data (9,800 scenes, 196,000
-    questions), 20 epochs and 16 more (about 3 hours for the Relation Network on two CPU
+    questions), 20 epochs and 12 more (about 3 hours for the Relation Network on two CPU
     cores, 2 for the MLP). ``fusions`` trains only some of the models (two processes can
     train one each); the section reports every model the log holds."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
