@@ -95,3 +95,24 @@ def test_warm_start_begins_from_the_other_run_unless_resuming(tmp_path):
     same(resumed.first, c_last["state_dict"])
     with pytest.raises(AssertionError):  # and run c has moved away from run a
         same(resumed.first, trained)
+
+
+def test_scene_objects_and_the_object_probe(tmp_path):
+    root = vqa.make_dataset("sort-of-clevr", tmp_path / "soc", limit=12, show_progress=False)
+    manifest = vqa.Manifest.read(root, label="answer")
+    # the objects read off the pixels agree with the generator's answers
+    table = manifest.table
+    asked = table[table["family"] == "shape"]
+    assert len(asked) > 5
+    for _, row in asked.iterrows():
+        objects = {c: s for c, s, _, _ in vqa.scene_objects(
+            Image.open(manifest.root / row["image"]))}
+        assert len(objects) == 6
+        colour = row["question"].split(" the ")[-1].split(" object")[0]
+        assert objects[colour] == row["answer"]
+    p = vqa.train_vqa(manifest, "relation", 0, 0, tmp_path / "run", tune_on_train=True)
+    probe = vqa.object_probe(p, manifest.split("train"))
+    assert list(probe) == ["conv 1", "conv 2", "conv 3", "conv 4", "object tokens"]
+    assert all(set(v) == {"colour", "shape"} for v in probe.values())
+    # an untrained first conv block keeps colour (six flat colours): far above 1/6
+    assert probe["conv 1"]["colour"] >= 0.8
