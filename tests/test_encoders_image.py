@@ -94,3 +94,18 @@ def test_strided_cnn_tags_each_cell_with_its_coordinates():
     torch.testing.assert_close(inner_plain, inner_plain[:1].expand(4, 8))
     distances = torch.cdist(inner_tagged, inner_tagged)
     assert distances[~torch.eye(4, dtype=torch.bool)].min() > 1e-4  # each cell its own
+
+
+def test_strided_cnn_takes_one_width_or_four():
+    wide = build_encoder("strided-cnn", image_size=64, dim=8, channels=(32, 64, 128, 256))
+    convs = [m for m in wide.net if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 256]
+    assert wide.to_dim.in_channels == 256 + 2  # the last width and the coordinates
+    assert wide.config()["channels"] == [32, 64, 128, 256]
+    again = build_encoder("strided-cnn", **wide.config())  # a saved config builds it back
+    assert [m.out_channels for m in again.net if isinstance(m, torch.nn.Conv2d)] == [
+        32, 64, 128, 256]
+    out = wide.encode([Image.new("RGB", (75, 75), (200, 10, 10))])
+    assert out.tokens.shape == (1, 16, 8)
+    with pytest.raises(ValueError, match="one width or four"):
+        build_encoder("strided-cnn", channels=(8, 8))

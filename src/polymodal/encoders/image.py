@@ -10,6 +10,7 @@ becomes the network's input size; nothing reaches torch with the wrong shape.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -91,17 +92,25 @@ class StridedCNN(_ScratchCNN):
 
     Tokens are the cells of the final grid; ``pooled`` is a fully connected layer over
     the flattened grid (the paper's CNN+MLP baseline feeds the whole map to its MLP).
+
+    Args:
+        channels: every layer's width, or the four widths (the paper's sort-of-CLEVR
+            model: 32, 64, 128, 256).
     """
 
-    def __init__(self, image_size: int = 75, dim: int = 64, channels: int = 24,
-                 coordinates: bool = True) -> None:
+    def __init__(self, image_size: int = 75, dim: int = 64,
+                 channels: int | Sequence[int] = 24, coordinates: bool = True) -> None:
         super().__init__(image_size, dim)
-        self.channels, self.coordinates = channels, coordinates
+        widths = [int(channels)] * 4 if isinstance(channels, int) else [int(c) for c in channels]
+        if len(widths) != 4 or min(widths) < 1:
+            raise ValueError(f"channels must be one width or four, got {channels!r}")
+        self.channels = channels if isinstance(channels, int) else widths
+        self.coordinates = coordinates
         layers: list[nn.Module] = []
         cin = 3
-        for _ in range(4):
-            layers += [nn.Conv2d(cin, channels, 3, 2, 1), nn.BatchNorm2d(channels), nn.ReLU()]
-            cin = channels
+        for width in widths:
+            layers += [nn.Conv2d(cin, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU()]
+            cin = width
         self.net = nn.Sequential(*layers)
         side = image_size
         for _ in range(4):
@@ -110,7 +119,7 @@ class StridedCNN(_ScratchCNN):
         axis = torch.linspace(-1.0, 1.0, side)
         self.register_buffer("grid", torch.stack(torch.meshgrid(axis, axis, indexing="xy")),
                              persistent=False)  # (2, side, side): x then y
-        self.to_dim = nn.Conv2d(channels + (2 if coordinates else 0), dim, 1)
+        self.to_dim = nn.Conv2d(cin + (2 if coordinates else 0), dim, 1)
         self.fc = nn.Linear(dim * side * side, dim)
 
     def config(self) -> dict[str, Any]:
