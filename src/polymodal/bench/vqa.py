@@ -420,8 +420,10 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
             "0.5 for shape): colour / shape "
             + "; ".join(f"{name} {pr['object tokens']['colour']:.2f} / "
                         f"{pr['object tokens']['shape']:.2f}" for name, pr in probes.items())
-            + ". After the first conv block colour reads at "
-            + ", ".join(f"{pr['conv 1']['colour']:.2f}" for pr in probes.values())
+            + ". Colour after the first / second / third conv block: "
+            + "; ".join(f"{name} " + " / ".join(f"{pr[f'conv {k}']['colour']:.2f}"
+                                                 for k in (1, 2, 3))
+                        for name, pr in probes.items())
             + ". A question names its object by colour: tokens that have lost it leave "
             "the fusion no way to find that object.")
     if curves:
