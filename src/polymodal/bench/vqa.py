@@ -105,7 +105,7 @@ def scene_objects(picture: Image.Image) -> list[tuple[str, str, float, float]]:
     return objects
 
 
-def object_probe(p: Predictor, manifest: Manifest, pictures: int = 800, seed: int = 0
+def object_probe(p: Predictor, manifest: Manifest, pictures: int = 800
                  ) -> dict[str, dict[str, float]]:
     """How well a linear classifier reads each object's colour and shape off the
     picture encoder (a ``strided-cnn``) at each stage: after each conv block, the
