@@ -120,11 +120,9 @@ class Predictor:
                  unfreeze_after: int | None = None, freeze_encoders: bool = False,
                  precision: str | None = None, memory_cache_mb: float = 1024,
                  patience: int | None = None, schedule: str = "cosine") -> None:
-        from polymodal.training.module import SCHEDULES
+        from polymodal.training.module import check_schedule
 
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        self.schedule = schedule
+        self.schedule = check_schedule(schedule)  # refused here, not at fit's first step
         self.label = label
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None

@@ -130,30 +130,33 @@ def object_probe(p: Predictor, manifest: Manifest, pictures: int = 800
     targets: list[tuple[str, str]] = []
     picture_of: list[int] = []
     size = encoder.image_size
-    with torch.no_grad():
-        for n, row in enumerate(rows):
-            path = manifest.resolve(row, column)
-            picture = Image.open(path)
-            objects = scene_objects(picture)
-            scale = size / picture.width
-            x = encoder.preprocess(picture)[None]
-            stages, h = {}, x
-            for layer in encoder.net:
-                h = layer(h)
-                if isinstance(layer, torch.nn.ReLU):
-                    stages[f"conv {len(stages) + 1}"] = h[0]
-            tokens = projection(encoder(x)).tokens[0]
-            side = encoder.grid_side
-            stages["object tokens"] = tokens.T.reshape(-1, side, side)
-            for colour, shape, cx, cy in objects:
-                for name, fmap in stages.items():
-                    stride = size / fmap.shape[-1]
-                    # conv output i of a stride-s stack is centred on input pixel s * i
-                    gx = min(fmap.shape[-1] - 1, round(((cx + 0.5) * scale - 0.5) / stride))
-                    gy = min(fmap.shape[-2] - 1, round(((cy + 0.5) * scale - 0.5) / stride))
-                    features.setdefault(name, []).append(fmap[:, gy, gx].numpy())
-                targets.append((colour, shape))
-                picture_of.append(n)
+    # each conv block's output, caught on the way through one forward pass
+    blocks: dict[str, torch.Tensor] = {}
+    relus = [m for m in encoder.net if isinstance(m, torch.nn.ReLU)]
+    hooks = [relu.register_forward_hook(
+        lambda _m, _i, out, k=k: blocks.__setitem__(f"conv {k}", out[0]))
+        for k, relu in enumerate(relus, 1)]
+    try:
+        with torch.no_grad():
+            for n, row in enumerate(rows):
+                picture = Image.open(manifest.resolve(row, column))
+                objects = scene_objects(picture)
+                scale = size / picture.width
+                tokens = projection(encoder(encoder.preprocess(picture)[None])).tokens[0]
+                side = encoder.grid_side
+                stages = {**blocks, "object tokens": tokens.T.reshape(-1, side, side)}
+                for colour, shape, cx, cy in objects:
+                    for name, fmap in stages.items():
+                        stride = size / fmap.shape[-1]
+                        # conv output i of a stride-s stack is centred on input pixel s * i
+                        gx = min(fmap.shape[-1] - 1, round(((cx + 0.5) * scale - 0.5) / stride))
+                        gy = min(fmap.shape[-2] - 1, round(((cy + 0.5) * scale - 0.5) / stride))
+                        features.setdefault(name, []).append(fmap[:, gy, gx].numpy())
+                    targets.append((colour, shape))
+                    picture_of.append(n)
+    finally:  # the encoder goes back to the model as it was
+        for hook in hooks:
+            hook.remove()
     train = np.asarray(picture_of) < len(rows) // 2
     out: dict[str, dict[str, float]] = {}
     for name, vectors in features.items():
@@ -328,7 +331,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
                   [clock, then_dir / "epoch_seconds.csv"],
                   {"then": {"from_epochs": epochs, "from_lr": lr, "epochs": then[0],
                             "lr": then[1]}})
-    untrained = ("untrained (probe only)", seeds[0], 0, rows, ENCODER_KEY, None)
+    untrained = key("untrained (probe only)", seeds[0], 0, None)
     if train and not quick and untrained not in log:
         p = train_vqa(manifest, "relation", seeds[0], 0, RESULTS / "runs" / "vqa-untrained",
                       rows=200)
@@ -401,9 +404,9 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
             stages.append((_run_dir(fusion, seeds[0], epochs, rows, quick, lr, then), epochs))
         stages = [(d / "logs" / "metrics.csv", offset) for d, offset in stages
                   if read_metrics(d / "logs" / "metrics.csv") is not None]
-        finished = [log[k] for k in (key(name, seeds[0], epochs + then[0], then[1])
-                                     if then else None, key(name, seeds[0]))
-                    if k is not None and k in log]
+        stage_keys = [key(name, seeds[0], epochs + then[0], then[1])] if then else []
+        stage_keys.append(key(name, seeds[0]))
+        finished = [log[k] for k in stage_keys if k in log]  # the latest stage first
         if finished:
             done[name] = finished[0]
         if stages:

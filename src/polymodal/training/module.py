@@ -24,13 +24,19 @@ from polymodal.objectives import supervised_loss
 SCHEDULES = ("cosine", "constant")
 
 
+def check_schedule(schedule: str) -> str:
+    """``schedule`` if it is one of :data:`SCHEDULES`, else a ValueError naming them."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    return schedule
+
+
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
                   warmup_fraction: float = 0.05, schedule: str = "cosine") -> dict[str, Any]:
     """Lightning's optimizer config: linear warm-up over ``warmup_fraction`` of the
     steps, then cosine decay to zero (``schedule="cosine"``) or the peak rate held to the
     end (``"constant"``), stepped every batch."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    check_schedule(schedule)
     total = max(1, total_steps)
     warmup = max(1, int(warmup_fraction * total))
 
@@ -218,10 +224,8 @@ class LitMultimodal(SkipTracking):
                  weight_decay: float = 0.01, class_weights: torch.Tensor | None = None,
                  warmup_fraction: float = 0.05, schedule: str = "cosine") -> None:
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.model = model
-        self.schedule = schedule
+        self.schedule = check_schedule(schedule)
         self.problem_type = problem_type
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.register_buffer("class_weights", class_weights, persistent=False)
