@@ -14,7 +14,7 @@ from polymodal.encoders import build_encoder
 def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch):
     monkeypatch.setenv("POLYMODAL_DATA", str(tmp_path / "data"))
     monkeypatch.setattr(vqa, "RESULTS", tmp_path / "results")
-    section = vqa.run(quick=True)
+    section = vqa.run(quick=True, then=(1, vqa.LR))
     # each model's continuation (one more epoch at a held rate) first, then its first stage
     assert [row[0] for row in section.rows] == [*vqa.SETTINGS, *vqa.SETTINGS]
     first = section.columns.index("relational accuracy")
@@ -22,7 +22,7 @@ def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch
     for row in section.rows[:2]:
         assert row[1:3] == ["1 + 1", f"{vqa.LR:g}, then {vqa.LR:g} held"]
     for row in section.rows[2:]:
-        assert row[1:3] == ["1", f"{vqa.LR:g}"]  # the quick recipe: one epoch
+        assert row[1:3] == ["1", f"{vqa.LR:g} held"]  # the quick recipe: one epoch
     for row in section.rows:
         for value in row[first:first + 2] + row[families[0]:families[1] + 1]:
             assert 0.0 <= float(value) <= 1.0
@@ -33,7 +33,8 @@ def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch
     for clock in clocks:
         assert list(pd.read_csv(clock)["epoch"]) == [0]
         assert vqa.EpochClock.total(clock) > 0
-    again = vqa.run(quick=True, train=False)  # read back from the log, nothing trained
+    # read back from the log, nothing trained
+    again = vqa.run(quick=True, train=False, then=(1, vqa.LR))
     assert again.rows == section.rows
 
 

@@ -109,3 +109,26 @@ def test_strided_cnn_takes_one_width_or_four():
     assert out.tokens.shape == (1, 16, 8)
     with pytest.raises(ValueError, match="one width or four"):
         build_encoder("strided-cnn", channels=(8, 8))
+
+
+def test_strided_cnn_hypercolumn_appends_an_early_block_averaged_per_cell():
+    """Each final cell also carries block 2's output averaged over that cell's 4 x 4
+    patch of block 2's 16 x 16 grid (64 px in); the config builds it back."""
+    torch.manual_seed(0)
+    enc = build_encoder("strided-cnn", image_size=64, dim=8, channels=(8, 12, 16, 20),
+                        hypercolumn=2).eval()
+    assert enc.to_dim.in_channels == 20 + 12 + 2  # last block, block 2, coordinates
+    picture = Image.new("RGB", (64, 64), (255, 255, 255))
+    picture.paste((255, 0, 0), (3, 3, 11, 11))  # a red square in the top-left cell
+    x = enc.preprocess(picture)[None]
+    with torch.no_grad():
+        early = enc.net[:6](x)  # (1, 12, 16, 16)
+        last = enc.net[6:](early)  # (1, 20, 4, 4)
+        cell = early[0, :, :4, :4].mean(dim=(1, 2))
+        manual = torch.cat([last[0, :, 0, 0], cell, torch.tensor([-1.0, -1.0])])
+        expected = enc.to_dim.weight[:, :, 0, 0] @ manual + enc.to_dim.bias
+        torch.testing.assert_close(enc(x).tokens[0, 0], expected)
+    again = build_encoder("strided-cnn", **enc.config())
+    assert again.config() == enc.config() and again.to_dim.in_channels == 34
+    with pytest.raises(ValueError, match="hypercolumn must be a conv block 1 to 3"):
+        build_encoder("strided-cnn", hypercolumn=4)

@@ -123,3 +123,24 @@ def test_relation_sums_g_over_the_present_pairs_only():
     relations = rn._relations(tokens + rn.position[:5], question)
     expected = torch.stack([relations[0, :2, :2].sum(dim=(0, 1)), relations[1].sum(dim=(0, 1))])
     torch.testing.assert_close(out, rn.f(torch.cat([expected, question], dim=-1)))
+
+
+def test_relation_norm_brings_objects_and_question_to_one_scale():
+    """With ``norm``, g sees each object and the question layer-normalised: scaling the
+    objects up a hundredfold (a projection's init, an encoder's units) changes nothing,
+    where without it g's output moves; the pairs are still g of each triple."""
+    from polymodal.fusion.methods import RelationFusion
+
+    torch.manual_seed(0)
+    normed = RelationFusion(["image", "question"], dim=8, norm=True)
+    plain = RelationFusion(["image", "question"], dim=8)
+    plain.load_state_dict({k: v for k, v in normed.state_dict().items() if "norm" not in k})
+    tokens, question = torch.randn(3, 5, 8), torch.randn(3, 8)
+    torch.testing.assert_close(normed._relations(100 * tokens, question),
+                               normed._relations(tokens, question), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(plain._relations(100 * tokens, question),
+                              plain._relations(tokens, question), rtol=1e-2, atol=1e-2)
+    ln = torch.nn.functional.layer_norm
+    torch.testing.assert_close(normed._relations(tokens, question),
+                               plain._relations(ln(tokens, (8,)), ln(question, (8,))),
+                               rtol=1e-5, atol=1e-5)

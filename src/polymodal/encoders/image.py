@@ -96,16 +96,24 @@ class StridedCNN(_ScratchCNN):
     Args:
         channels: every layer's width, or the four widths (the paper's sort-of-CLEVR
             model: 32, 64, 128, 256).
+        hypercolumn: a conv block (1 to 3) whose output, averaged over each cell of the
+            final grid, is appended to that cell's features (hypercolumns, Hariharan et
+            al. 2015): the early blocks keep what the last ones may drop (on
+            sort-of-CLEVR, an object's colour, which names it in the question). 0: off.
     """
 
     def __init__(self, image_size: int = 75, dim: int = 64,
-                 channels: int | Sequence[int] = 24, coordinates: bool = True) -> None:
+                 channels: int | Sequence[int] = 24, coordinates: bool = True,
+                 hypercolumn: int = 0) -> None:
         super().__init__(image_size, dim)
         widths = [int(channels)] * 4 if isinstance(channels, int) else [int(c) for c in channels]
         if len(widths) != 4 or min(widths) < 1:
             raise ValueError(f"channels must be one width or four, got {channels!r}")
+        if hypercolumn not in (0, 1, 2, 3):
+            raise ValueError(f"hypercolumn must be a conv block 1 to 3, or 0 for none; "
+                             f"got {hypercolumn!r}")
         self.channels = channels if isinstance(channels, int) else widths
-        self.coordinates = coordinates
+        self.coordinates, self.hypercolumn = coordinates, hypercolumn
         layers: list[nn.Module] = []
         cin = 3
         for width in widths:
@@ -119,15 +127,23 @@ class StridedCNN(_ScratchCNN):
         axis = torch.linspace(-1.0, 1.0, side)
         self.register_buffer("grid", torch.stack(torch.meshgrid(axis, axis, indexing="xy")),
                              persistent=False)  # (2, side, side): x then y
-        self.to_dim = nn.Conv2d(cin + (2 if coordinates else 0), dim, 1)
+        extra = widths[hypercolumn - 1] if hypercolumn else 0
+        self.to_dim = nn.Conv2d(cin + extra + (2 if coordinates else 0), dim, 1)
         self.fc = nn.Linear(dim * side * side, dim)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "channels": self.channels,
-                "coordinates": self.coordinates}
+                "coordinates": self.coordinates, "hypercolumn": self.hypercolumn}
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        fmap = self.net(inputs)
+        if self.hypercolumn:
+            cut = 3 * self.hypercolumn  # each block: conv, batch norm, ReLU
+            early = self.net[:cut](inputs)
+            fmap = self.net[cut:](early)
+            pooled = nn.functional.adaptive_avg_pool2d(early, fmap.shape[-2:])
+            fmap = torch.cat([fmap, pooled], dim=1)
+        else:
+            fmap = self.net(inputs)
         if self.coordinates:
             grid = self.grid.to(fmap.dtype).expand(len(fmap), -1, -1, -1)
             fmap = torch.cat([fmap, grid], dim=1)

@@ -192,12 +192,18 @@ class RelationFusion(Fusion):
         objects: the column whose tokens are the objects (default: the one with the
             most tokens in the first batch, usually the picture).
         max_tokens: objects kept per row (pairs grow with its square).
+        norm: layer-normalise each object and the question before g, so that both
+            reach g at one scale whatever the encoders and projections give (on
+            sort-of-clevr the Relation Network left the answer priors sooner with it).
     """
 
     def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
                  objects: str | None = None, hidden: int | None = None,
-                 max_tokens: int = 64, dropout: float = 0.1) -> None:
+                 max_tokens: int = 64, dropout: float = 0.1, norm: bool = False) -> None:
         super().__init__(columns, dim, out_dim)
+        self.norm = norm
+        if norm:
+            self.object_norm, self.question_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
         if objects is not None and objects not in self.columns:
             raise ValueError(f"objects={objects!r} is not one of the columns {self.columns}")
         self.objects, self.max_tokens = objects, max_tokens
@@ -216,6 +222,8 @@ class RelationFusion(Fusion):
         and to the question once and the results are summed per pair (T^2 additions in
         place of T^2 products with a 3d-wide matrix): the same function as
         ``g(cat(o_i, o_j, q))``, at about half the cost of the whole of g."""
+        if self.norm:
+            tokens, question = self.object_norm(tokens), self.question_norm(question)
         first = self.g[0]
         d = tokens.shape[-1]
         w_i, w_j, w_q = first.weight[:, :d], first.weight[:, d:2 * d], first.weight[:, 2 * d:]
