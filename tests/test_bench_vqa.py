@@ -20,7 +20,7 @@ def test_quick_vqa_benchmark_scores_both_models_per_family(tmp_path, monkeypatch
     first = section.columns.index("relational accuracy")
     families = section.columns.index("shape"), section.columns.index("count")
     for row in section.rows[:2]:
-        assert row[1:3] == ["1 + 1", f"{vqa.LR:g}, then {vqa.LR:g} held"]
+        assert row[1:3] == ["1 + 1", f"{vqa.LR:g} held"]
     for row in section.rows[2:]:
         assert row[1:3] == ["1", f"{vqa.LR:g} held"]  # the quick recipe: one epoch
     for row in section.rows:
@@ -117,3 +117,14 @@ def test_scene_objects_and_the_object_probe(tmp_path):
     assert all(set(v) == {"colour", "shape"} for v in probe.values())
     # an untrained first conv block keeps colour (six flat colours): far above 1/6
     assert probe["conv 1"]["colour"] >= 0.8
+
+
+def test_the_report_names_each_recipe_by_its_epochs_and_rates():
+    assert vqa._recipe({"epochs": 20, "lr": 2.5e-4, "schedule": "constant"}) == (
+        "20", "0.00025 held")
+    assert vqa._recipe({"epochs": 20, "lr": 2.5e-4}) == ("20", "0.00025")  # cosine
+    then = {"from_epochs": 20, "from_lr": 2.5e-4, "epochs": 12, "lr": 1e-4}
+    assert vqa._recipe({"epochs": 32, "lr": 1e-4, "then": then}) == (
+        "20 + 12", "0.00025, then 0.0001 held")
+    assert vqa._recipe({"epochs": 26, "lr": 2.5e-4, "then": {**then, "lr": 2.5e-4}}) == (
+        "20 + 12", "0.00025 held")
