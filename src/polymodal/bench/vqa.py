@@ -91,7 +91,7 @@ class EpochClock(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:
             fh.write(("epoch,seconds\n" if new else "")
-                     + f"{trainer.current_epoch},{time.perf_counter() - self._start:.1f}\n")
+                     + f"{trainer.current_epoch},{time.perf_counter() - self._start:.3f}\n")
 
     @staticmethod
     def total(path: Path) -> float:
