@@ -53,10 +53,6 @@ LR = 2.5e-4
 #: its plateau
 SCHEDULE = "constant"
 #: after the main recipe, each model trains on from its last epoch for this many epochs
-#: at this constant learning rate (the reference reimplementation's 1e-4, held): at the
-#: end of the cosine decay the Relation Network's validation accuracy was flat while the
-#: rate went to zero, before it had learned to find the object a question names
-#: after the main recipe, each model trains on from its last epoch for this many epochs
 #: at this rate, held (the last recipe's was 12 at 1e-4): the Relation Network found
 #: the object a question names in its 12th epoch, and the paper's relational accuracy
 #: came some epochs after that step in the reference reimplementation
@@ -327,8 +323,9 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
     relational = test.table["relational"].astype(str).str.lower().eq("true").to_numpy()
     family = test.table["family"].astype(str).to_numpy()
 
-    def key(name: str, seed: int, n_epochs: int = epochs, rate: float | None = lr) -> tuple:
-        return name, seed, n_epochs, rows, ENCODER_KEY, rate
+    def key(name: str, seed: int, n_epochs: int = epochs, rate: float | None = lr,
+            encoders: str = ENCODER_KEY) -> tuple:
+        return name, seed, n_epochs, rows, encoders, rate
 
     def score(name: str, seed: int, p: Predictor, n_epochs: int, rate: float,
               clocks: list[Path], extra: dict[str, Any]) -> None:
@@ -392,12 +389,12 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0,), train: bool = True,
                            *((k, f", {v}") for k, v in EARLIER_ENCODERS.items())]:
         earlier = {(r["epochs"], r.get("lr")) for r in log.records.values()
                    if r.get("encoders") == encoders and r.get("rows") == rows}
-        recipes = [*(current if not mark else []),
-                   *sorted(earlier - set(current if not mark else []),
-                           key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
+        first = [] if mark else current  # an earlier encoder's rows: its own recipes
+        recipes = [*first, *sorted(earlier - set(first),
+                                   key=lambda e_lr: (-e_lr[0], -(e_lr[1] or 0)))]
         for n_epochs, rate in recipes:
             for name in SETTINGS:
-                ks = [(name, s, n_epochs, rows, encoders, rate) for s in seeds]
+                ks = [key(name, s, n_epochs, rate, encoders) for s in seeds]
                 rs = [log[k] for k in ks if k in log]
                 if rs:
                     section.rows.append([
