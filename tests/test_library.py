@@ -100,6 +100,18 @@ def test_compose_answer_without_support():
     assert "Nothing" in compose_answer("what?", [hit])
 
 
+def test_compose_answer_when_a_metadata_key_is_empty_in_every_hit():
+    """Found from outside: a key whose value is empty in all hits (tuxpaint's subcategory
+    for some stamps) made ``most_common(1)[0]`` an IndexError and /api/ask a 500."""
+    hits = [Hit(str(i), f"s::{i}::image", 0.5 - i / 10, "image", "image", "", f"item {i}",
+                "", {"category": "", "colour": "red" if i < 2 else ""}) for i in range(3)]
+    answer = compose_answer("what?", hits)
+    assert "Best match: item 0" in answer and "category" not in answer
+    assert "2 of the top 3 items have colour 'red'" in answer
+    one = compose_answer("what?", hits[:1])  # a library of one item
+    assert "Best match: item 0" in one and "Also close" not in one
+
+
 def test_bad_names_queries_and_paths_are_refused(model_dir, collection, tmp_path):
     for bad in ("../etc", "a/b", "", "..", "x" * 80):
         with pytest.raises(ValueError, match="invalid library name"):

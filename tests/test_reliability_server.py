@@ -176,13 +176,67 @@ def test_no_url_reads_outside_the_library(app, colour_library):
         link.unlink()
 
 
+#: sent as written through a socket (no client normalises them): found from outside,
+#: ``thumbnails/../library.yaml`` once served the library's settings and the vector store
+RAW_TRAVERSALS = [
+    "/api/thumbnail/thumbnails/../library.yaml", "/api/thumbnail/thumbnails/../index.lock",
+    "/api/thumbnail/thumbnails/../lance/facets.lance/data/x.lance",
+    "/api/thumbnail/thumbnails/%00../library.yaml", "/api/thumbnail/thumbnails/%2e%2e/library.yaml",
+    "/api/thumbnail/thumbnails/%252e%252e/library.yaml", "/api/thumbnail/thumbnails/..%5clibrary.yaml",
+    "/api/thumbnail/thumbnails/%c0%ae%c0%ae/library.yaml", "/api/thumbnail/thumbnails/%ef%bc%8e%ef%bc%8e/library.yaml",
+    "/api/thumbnail?key=../library.yaml", "/api/thumbnail?key=thumbnails/../library.yaml",
+    "/api/thumbnail?key=%00", "/api/thumbnail?key=%2e%2e%2flibrary.yaml",
+    "/api/thumbnail?key=photos.csv::../../library.yaml::image",
+    "/api/media?key=%00", "/api/media?key=..%2f..%2flibrary.yaml", "/api/media?key=%c0%ae%c0%ae/x",
+    "/api/thumbnail/../library.yaml", "/../library.yaml", "/static/../../library.yaml",
+    "/%2e%2e/library.yaml", "/api/media/../../library.yaml",
+]
+
+
+def _raw_get(base: str, path: str) -> tuple[int, bytes]:
+    """A GET of ``path`` exactly as written (bytes on a socket), status and body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    target = path.encode("latin-1")
+    with socket.create_connection((url.hostname, url.port), timeout=30) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[-1]
+
+
+def test_raw_paths_reach_no_file_but_thumbnails(app, colour_library):
+    """Every traversal sent raw answers 404 (never 500, never a file of the library
+    folder); the thumbnail of a real hit, by its key, still answers 200."""
+    from polymodal.serve import serving
+
+    with serving(app) as base:
+        statuses = {}
+        for path in RAW_TRAVERSALS:
+            status, body = _raw_get(base, path)
+            statuses[path] = status
+            assert b"model:" not in body and b"backend" not in body, path
+            assert b"LANC" not in body and b"root:" not in body, path
+        assert {p: s for p, s in statuses.items() if s != 404} == {}
+        # raw bytes outside ASCII: the HTTP parser refuses the request line itself
+        status, body = _raw_get(base, "/api/thumbnail/thumbnails/\xef\xbc\x8e/library.yaml")
+        assert status == 400 and b"model:" not in body
+        hit = TestClient(app).get("/api/search", params={"q": "red", "k": 1}).json()["hits"][0]
+        status, body = _raw_get(base, hit["thumbnail_url"])
+        assert status == 200 and body[:3] == b"\xff\xd8\xff"  # a JPEG
+
+
 def test_with_an_api_key_every_path_but_health_needs_it(colour_library):
     key = "k3y-" + "x" * 20
     client = TestClient(create_app("photos", colour_library, api_key=key))
     paths = sorted({r.path for r in client.app.routes})
     checked = 0
     for path in paths:
-        url = path.replace("{relative:path}", "thumbnails/x.jpg")
+        url = path
         for method in ("GET", "POST"):
             without = client.request(method, url)
             if path in OPEN_PATHS:

@@ -25,6 +25,8 @@ def compose_answer(question: str, evidence: list[Any], min_score: float = 0.0) -
     for key in _shared_keys(support):
         values = Counter(str(h.metadata[key]) for h in support
                          if h.metadata.get(key) not in (None, ""))
+        if not values:  # the key is empty in every hit: nothing is shared
+            continue
         value, n = values.most_common(1)[0]
         if n >= 2 and n * 2 > len(support):
             parts.append(f"{n} of the top {len(support)} items have {key} '{value}'.")

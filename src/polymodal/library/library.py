@@ -526,11 +526,35 @@ class Library:
         return path if path.is_file() else None
 
     def file(self, relative: str) -> Path:
-        """A file inside the library folder (a thumbnail); refuses any other path."""
-        path = (self.folder / relative).resolve()
-        if self.folder.resolve() not in path.parents or not path.is_file():
-            raise FileNotFoundError(f"{relative!r} is not a file of library {self.name!r}")
-        return path
+        """A thumbnail of the library, by the name a hit carries
+        (``thumbnails/ab/<sha1>.jpg``); any other name, a NUL or odd byte, a link or a
+        path that resolves outside the thumbnails folder is refused."""
+        folder = (self.folder / "thumbnails").resolve()
+        if not isinstance(relative, str) or not _THUMBNAIL_NAME.fullmatch(relative):
+            raise FileNotFoundError(f"{relative!r} is not a thumbnail of library "
+                                    f"{self.name!r}")
+        path = self.folder / relative
+        resolved = path.resolve()
+        if path.is_symlink() or resolved.parent.parent != folder or not resolved.is_file():
+            raise FileNotFoundError(f"{relative!r} is not a thumbnail of library "
+                                    f"{self.name!r}")
+        return resolved
+
+    def thumbnail_path(self, key: str) -> Path | None:
+        """The thumbnail of an indexed facet, looked up by its key (as media are);
+        None if the key is unknown or the facet has no thumbnail."""
+        record = self.store.get(key)
+        if record is None or not record.get("thumbnail"):
+            return None
+        try:
+            return self.file(record["thumbnail"])
+        except FileNotFoundError:
+            return None
+
+
+#: the only names a thumbnail has: the first two hex digits of its content hash,
+#: then the hash (see ``Library._thumbnail``)
+_THUMBNAIL_NAME = re.compile(r"thumbnails/[0-9a-f]{2}/[0-9a-f]{40}\.jpg")
 
 
 def _read_config(path: Path) -> dict[str, Any]:

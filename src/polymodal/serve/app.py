@@ -1,7 +1,7 @@
 """The HTTP API and the web page of a library (FastAPI): search by words, by a picture
 upload or by a sound upload; ask; predict with a saved Predictor; health; OpenAPI docs
 at ``/docs``. Uploads are bounded and checked by decoding them; files are served only
-from inside the library (thumbnails) or by the key of an indexed item, never by a path
+by the key of an indexed item (its thumbnail, its original file), never by a path
 from the URL. With an API key set, every ``/api`` call must send it as ``X-API-Key``."""
 
 from __future__ import annotations
@@ -212,14 +212,13 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
         out["evidence"] = [_hit(h) for h in answer.evidence]
         return out
 
-    @app.get("/api/thumbnail/{relative:path}", dependencies=guarded)
-    def thumbnail(relative: str) -> FileResponse:
-        if not relative.startswith("thumbnails/"):
-            raise HTTPException(404, "no such thumbnail")
-        try:
-            return FileResponse(lib.file(relative), media_type="image/jpeg")
-        except FileNotFoundError:
-            raise HTTPException(404, "no such thumbnail") from None
+    @app.get("/api/thumbnail", dependencies=guarded)
+    def thumbnail(key: Annotated[str, Query(max_length=4096)]) -> FileResponse:
+        """The thumbnail of an indexed facet, by its key (never by a path)."""
+        path = lib.thumbnail_path(key)
+        if path is None:
+            raise HTTPException(404, "no thumbnail has this key")
+        return FileResponse(path, media_type="image/jpeg")
 
     @app.get("/api/media", dependencies=guarded)
     def media(key: str) -> FileResponse:
@@ -253,7 +252,7 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
 
 def _hit(h: Any) -> dict[str, Any]:
     out = h.to_dict()
-    out["thumbnail_url"] = f"/api/thumbnail/{h.thumbnail}" if h.thumbnail else None
+    out["thumbnail_url"] = f"/api/thumbnail?key={_quote(h.key)}" if h.thumbnail else None
     out["media_url"] = f"/api/media?key={_quote(h.key)}" if h.path else None
     return out
 
