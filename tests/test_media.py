@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from polymodal.data import MediaError, MediaLimits, decode_audio, decode_image
-from polymodal.data.media import decode_text_file, expand_internal_entities
+from polymodal.data.media import decode_text_file
+from polymodal.data.svg import expand_internal_entities
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp", "gif", "grey", "rgba", "palette",
@@ -108,3 +109,94 @@ def test_media_error_pickles_with_its_location():
     back = pickle.loads(pickle.dumps(err))
     assert str(back) == str(err) == "m.csv, row 3, column 'image', file /x.png: bad"
     assert back.location.row == 3
+
+
+SMALL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20">'
+             b'<rect width="20" height="20" fill="#00f"/></svg>')
+
+
+def _gzip_bomb(inflated: int) -> bytes:
+    """A gzip stream of an SVG padded with ``inflated`` bytes of spaces, streamed so
+    the test never holds the inflated text."""
+    import gzip
+    import io as _io
+
+    out = _io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as gz:
+        gz.write(SMALL_SVG[:-6])
+        block = b" " * 2**20
+        for _ in range(inflated // len(block)):
+            gz.write(block)
+        gz.write(b"</svg>")
+    return out.getvalue()
+
+
+def test_gzip_bomb_named_svg_is_refused_fast_and_small(tmp_path):
+    """Found from outside: a 1 MB gzip stream of 1 GiB named bomb.svg ran past 60 s and
+    2.4 GB before it was killed (cairosvg inflates gzip whole). It is a located
+    too_large problem now, in well under a second and a few MB."""
+    import resource
+    import time
+
+    bomb = tmp_path / "bomb.svg"
+    bomb.write_bytes(_gzip_bomb(2**30))
+    assert bomb.stat().st_size < 2 * 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.process_time()
+    with pytest.raises(MediaError, match="inflates past the limit") as info:
+        decode_image(bomb)
+    assert info.value.kind == "too_large"
+    assert time.process_time() - start < 5  # CPU seconds (not wall): load-proof
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, grown_mb
+
+
+def test_compressed_svg_within_the_limits_still_decodes(tmp_path):
+    import gzip
+
+    p = tmp_path / "small.svg"
+    p.write_bytes(gzip.compress(SMALL_SVG))
+    assert decode_image(p).size == (40, 20)
+    nested = tmp_path / "nested.svg"
+    nested.write_bytes(gzip.compress(gzip.compress(SMALL_SVG)))
+    with pytest.raises(MediaError, match="another compressed stream"):
+        decode_image(nested)
+
+
+def test_svg_use_reference_bomb_is_refused(tmp_path):
+    """Ten levels of <g>, each drawing the level below ten times: 10^10 shapes."""
+    levels = ['<g id="l0"><rect width="1" height="1"/></g>']
+    for i in range(1, 11):
+        uses = "".join(f'<use xlink:href="#l{i - 1}"/>' for _ in range(10))
+        levels.append(f'<g id="l{i}">{uses}</g>')
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/'
+           'xlink" width="10" height="10"><defs>' + "".join(levels) + '</defs>'
+           '<use xlink:href="#l10"/></svg>')
+    p = tmp_path / "laughs.svg"
+    p.write_text(svg)
+    with pytest.raises(MediaError, match="elements") as info:
+        decode_image(p)
+    assert info.value.kind == "too_large"
+    cycle = tmp_path / "cycle.svg"
+    cycle.write_text('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.'
+                     'org/1999/xlink" width="4" height="4"><g id="a"><use xlink:href="#a"/>'
+                     '</g></svg>')
+    with pytest.raises(MediaError, match="elements"):
+        decode_image(cycle)
+
+
+def test_svg_embedding_a_pixel_bomb_or_an_oversized_file_is_refused(media, tmp_path):
+    import base64
+
+    png = base64.b64encode(media["bomb_png"].read_bytes()).decode()
+    p = tmp_path / "embeds.svg"
+    p.write_text('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/'
+                 '1999/xlink" width="8" height="8"><image width="8" height="8" '
+                 f'xlink:href="data:image/png;base64,{png}"/></svg>')
+    with pytest.raises(MediaError, match="embeds a picture"):
+        decode_image(p)
+    big = tmp_path / "big.svg"
+    big.write_bytes(SMALL_SVG[:-6] + b" " * 2000 + b"</svg>")
+    with pytest.raises(MediaError, match="over the limit") as info:
+        decode_image(big, limits=MediaLimits(max_svg_bytes=1000))
+    assert info.value.kind == "too_large"

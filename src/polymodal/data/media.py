@@ -11,9 +11,7 @@ is cut to that length while reading (only that much is read), text files larger 
 
 from __future__ import annotations
 
-import io
 import os
-import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from polymodal.data.errors import MediaError
+from polymodal.data.svg import decode_svg
 
 # Pillow's own bomb check warns then raises at 2x its limit; ours runs first and raises.
 Image.MAX_IMAGE_PIXELS = None
@@ -35,6 +34,10 @@ class MediaLimits:
 
     max_image_pixels: int = 50_000_000
     max_svg_side: int = 1024
+    #: the text an SVG may hold, on disk or inflated from gzip
+    max_svg_bytes: int = 20_000_000
+    #: the elements drawing an SVG may visit, ``<use>`` references expanded
+    max_svg_elements: int = 200_000
     max_audio_seconds: float = 60.0
     max_audio_rate: int = 384_000
     max_text_bytes: int = 10_000_000
@@ -81,71 +84,6 @@ def _flatten(img: Image.Image, mode: str) -> Image.Image:
     return img.convert(mode)
 
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[(?P<subset>.*?)\])?\s*>", re.DOTALL)
-_INTERNAL_ENTITY = re.compile(
-    rb"<!ENTITY\s+(?P<name>[\w.-]+)\s+(?P<q>[\"'])(?P<value>[^&%<]*?)(?P=q)\s*>")
-
-
-def expand_internal_entities(svg: bytes) -> bytes:
-    """Expand flat internal entities of an SVG's DOCTYPE and drop the DOCTYPE.
-
-    Illustrator exports declare ``<!ENTITY ns_svg "http://...">``; cairosvg's safe XML
-    parser refuses every entity. Entities whose value holds no reference (so no nested
-    "billion laughs" expansion) are expanded here; anything else (external, parameter
-    or nested entities) is left in place and stays refused.
-    """
-    match = _DOCTYPE.search(svg)
-    if match is None or not match.group("subset"):
-        return svg
-    subset = match.group("subset")
-    entities = {m["name"]: m["value"] for m in _INTERNAL_ENTITY.finditer(subset)}
-    leftover = _INTERNAL_ENTITY.sub(b"", subset)
-    if b"<!ENTITY" in leftover or not entities:
-        return svg
-    body = svg[: match.start()] + svg[match.end():]
-    for name, value in entities.items():
-        body = body.replace(b"&" + name + b";", value)
-    return body
-
-
-def svg_size(svg: bytes) -> tuple[float, float]:
-    """The size an SVG declares (width, height in pixels at 96 dpi), read from its root
-    element without rendering anything."""
-    from types import SimpleNamespace
-
-    from cairosvg.helpers import node_format
-    from cairosvg.parser import Tree
-
-    tree = Tree(bytestring=svg, unsafe=False)
-    probe = SimpleNamespace(context_width=None, context_height=None, dpi=96,
-                            font_size=16.0)
-    width, height, _ = node_format(probe, tree)
-    return float(width or 0), float(height or 0)
-
-
-def _decode_svg(path: Path, limits: MediaLimits) -> Image.Image:
-    import cairosvg
-
-    try:
-        svg = expand_internal_entities(path.read_bytes())
-        # the scale is chosen from the declared size *before* rendering: an SVG that
-        # claims 100,000 px a side must not get a surface of that size
-        width, height = svg_size(svg)
-        scale = min(1.0, limits.max_svg_side / max(width, height, 1.0))
-        png = cairosvg.svg2png(bytestring=svg, scale=scale, unsafe=False)
-        img = Image.open(io.BytesIO(png))
-        if max(img.size) > limits.max_svg_side:  # a size the probe misread: bounded again
-            raise MediaError(f"SVG renders at {img.size[0]}x{img.size[1]} px, over the "
-                             f"limit of {limits.max_svg_side} px a side", kind="too_large")
-        img.load()
-    except MediaError:
-        raise
-    except Exception as exc:  # cairosvg raises many types (XML, value, cairo)
-        raise MediaError(f"cannot rasterise SVG ({type(exc).__name__}: {exc})",
-                         kind="unreadable") from None
-    return img
-
-
 def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
                  limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """Read an image file as a Pillow image in ``mode`` ("RGB" or "L").
@@ -177,7 +115,7 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
         raise
     except UnidentifiedImageError:
         if path.suffix.lower() == ".svg" or _looks_like_svg(path):
-            return _flatten(_decode_svg(path, limits), mode)
+            return _flatten(decode_svg(path, limits), mode)
         raise MediaError("not an image Pillow can identify (wrong format or corrupt)",
                          kind="unreadable") from None
     except Exception as exc:  # Pillow's plugins raise many types on corrupt input
