@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from polymodal.data import MediaError, MediaLimits, decode_audio, decode_image
 from polymodal.data.media import decode_text_file
@@ -200,3 +201,21 @@ def test_svg_embedding_a_pixel_bomb_or_an_oversized_file_is_refused(media, tmp_p
     with pytest.raises(MediaError, match="over the limit") as info:
         decode_image(big, limits=MediaLimits(max_svg_bytes=1000))
     assert info.value.kind == "too_large"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """Found from outside: a phone JPEG stored 60x40 with orientation 6 (rotate 90° to
+    show) decoded as 60x40, so rotated photos trained and indexed sideways."""
+    stored = Image.new("RGB", (60, 40), (255, 255, 255))
+    stored.paste((255, 0, 0), (0, 0, 10, 40))  # a red band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "phone.jpg"
+    stored.save(p, "JPEG", exif=exif, quality=95)
+    shown = decode_image(p)
+    assert shown.size == (40, 60)
+    r, g, b = shown.getpixel((20, 4))  # orientation 6: the left edge is shown on top
+    assert r > 200 and g < 80 and b < 80
+    plain = tmp_path / "plain.jpg"
+    stored.save(plain, "JPEG", quality=95)
+    assert decode_image(plain).size == (60, 40)

@@ -235,7 +235,7 @@ def test_cli_pretrain_retrieval_zero_shot_and_init_from(tmp_path):
     assert res.exit_code == 0, res.output
     import json
 
-    records = json.loads(res.output)
+    records = json.loads(res.stdout)  # stderr says which model
     assert [r["direction"] for r in records] == ["image -> audio"]
     assert 0 <= records[0]["R@1"] <= records[0]["R@5"] <= records[0]["R@10"] <= 1
     res = runner.invoke(app, ["zero-shot", str(tmp_path / "pre"), str(data), "--column",

@@ -91,7 +91,7 @@ def test_cli_recommend(model_dir, catalogue, likes, tmp_path):
                                    str(model_dir), "--likes", reds, "--k", "3", "--json",
                                    "--interactions", str(tmp_path / "likes.csv")])
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.output)) == 3
+    assert len(json.loads(res.stdout)) == 3
     res = CliRunner().invoke(app, ["recommend", str(tmp_path / "items.csv"), "--model",
                                    str(model_dir), "--likes", "nope"])
     assert res.exit_code == 2 and "unknown item ids" in res.output

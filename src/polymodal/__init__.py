@@ -5,14 +5,18 @@ applications: feature extraction -> shared representation -> fusion -> pretraini
 finetuning -> task output.
 """
 
-from polymodal.data import DataError, Manifest, MediaError, MultimodalDataset, validate
+from polymodal.data import DataError, Manifest, MediaError, validate
 
 
-def __getattr__(name: str) -> object:  # the Predictor imports Lightning: load it lazily
+def __getattr__(name: str) -> object:  # these import torch: loaded on first use
     if name == "Predictor":
         from polymodal.predictor import Predictor
 
         return Predictor
+    if name == "MultimodalDataset":
+        from polymodal.data.dataset import MultimodalDataset
+
+        return MultimodalDataset
     raise AttributeError(name)
 
 

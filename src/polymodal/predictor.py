@@ -73,6 +73,20 @@ def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
     return out
 
 
+def _labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
+    """The rows of ``m`` that have a label, and a problem for each row left out for
+    lacking one (``validate`` calls it ``missing_label``): no row leaves a fit unsaid."""
+    keep, missing = [], []
+    for i in range(len(m)):
+        if m.label(i) is not None:
+            keep.append(i)
+        else:
+            missing.append(Problem(m.source_row(i), label, "missing_label",
+                                   "label is missing: the row is left out of training",
+                                   manifest=m.source))
+    return m.subset(keep), missing
+
+
 class Predictor:
     """Fit a fused multimodal model on a table of rows that point at media.
 
@@ -106,6 +120,8 @@ class Predictor:
         schedule: the learning rate after its warm-up: "cosine" decays it to zero over
             ``max_epochs``; "constant" holds it (for continuing a trained model, or for
             a model that needs many epochs at one rate to leave a plateau).
+        roles: column roles that override the inferred ones, e.g. ``{"sample": "id",
+            "note": "text"}`` (the names of :class:`~polymodal.data.schema.Role`).
     """
 
     def __init__(self, label: str, problem_type: str | None = None,
@@ -119,11 +135,13 @@ class Predictor:
                  fusion_options: dict[str, Any] | None = None, dropout: float = 0.1,
                  unfreeze_after: int | None = None, freeze_encoders: bool = False,
                  precision: str | None = None, memory_cache_mb: float = 1024,
-                 patience: int | None = None, schedule: str = "cosine") -> None:
+                 patience: int | None = None, schedule: str = "cosine",
+                 roles: Mapping[str, str] | None = None) -> None:
         from polymodal.training.module import check_schedule
 
         self.schedule = check_schedule(schedule)  # refused here, not at fit's first step
         self.label = label
+        self.roles = dict(roles or {})
         self.problem_type = problem_type
         self.modalities = list(modalities) if modalities is not None else None
         self.fusion = fusion
@@ -159,7 +177,8 @@ class Predictor:
         if isinstance(data, Manifest):
             return data
         m = Manifest.read(data, label=self.label if isinstance(data, str | os.PathLike |
-                                                               pd.DataFrame) else None)
+                                                               pd.DataFrame) else None,
+                          roles=self.roles or None)
         if self.label not in m.table.columns:
             raise ManifestError(f"{m.source}: label column {self.label!r} is not in the "
                                 f"manifest; columns: {list(m.table.columns)}")
@@ -290,12 +309,8 @@ class Predictor:
         """
         import lightning as L
 
-        from polymodal.training import (
-            LitMultimodal,
-            UnfreezeEncoders,
-            load_training_checkpoint,
-            make_trainer,
-        )
+        from polymodal.training import LitMultimodal, UnfreezeEncoders, fit_run, make_trainer
+        from polymodal.training.run import remaining_time
         from polymodal.training.skips import decoded_cells, training_skip_report
 
         start = time.time()
@@ -332,8 +347,9 @@ class Predictor:
         for c, enc in self._encoders.items():  # vocabularies from the training rows
             if not enc.is_fitted:
                 enc.fit(decoded_cells(m, c, on_error))
-        m_lab = m.subset([i for i in range(len(m)) if m.label(i) is not None])
-        t_lab = tune.subset([i for i in range(len(tune)) if tune.label(i) is not None])
+        m_lab, unlabelled = _labelled(m, self.label)
+        t_lab, tune_unlabelled = _labelled(tune, self.label)
+        label_problems += unlabelled + tune_unlabelled
         self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
         self.run_dir_.mkdir(parents=True, exist_ok=True)
         # frozen encoders (and never unfrozen): train on their cached outputs
@@ -361,7 +377,8 @@ class Predictor:
                             class_weights=weights, schedule=self.schedule)
         epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
         trainer = make_trainer(self.run_dir_, max_epochs=epochs,
-                               patience=self._patience(preset), time_limit=time_limit,
+                               patience=self._patience(preset),
+                               time_limit=remaining_time(start, time_limit),
                                devices=devices, has_validation=len(t_lab) > 0,
                                precision=self.precision,
                                progress=progress, resume=resume, callbacks=[
@@ -372,14 +389,8 @@ class Predictor:
                                     memory_cache_mb=self.memory_cache_mb)
         val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error,
                                   memory_cache_mb=self.memory_cache_mb / 4)
-        last = self.run_dir_ / "checkpoints" / "last.ckpt"
-        if resume and not last.exists():
-            raise FileNotFoundError(f"resume=True but {last} does not exist: nothing to resume")
-        trainer.fit(lit, train_loader, val_loader if len(t_lab) else None,
-                    ckpt_path=str(last) if resume else None, weights_only=True)
-        best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
-        if best:
-            lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
+        self.ended_ = fit_run(trainer, lit, train_loader, val_loader if len(t_lab) else None,
+                              self.run_dir_, resume=resume)
         self.model_.cached = set()  # inference runs the live encoders (noise, new files)
         self.model_.eval()
         self.skipped_ = training_skip_report(
@@ -410,12 +421,18 @@ class Predictor:
         return (np.concatenate(rows) if rows else np.zeros((0, 1))), m
 
     def _read_for_inference(self, data: Any) -> Manifest:
-        m = Manifest.read(data).with_roles(self.roles_)
+        """``data`` read as the training data was (its roles); a column the model was
+        trained on and the manifest lacks is that modality absent from every row (as an
+        empty column is), said once on the console."""
+        m = Manifest.read(data)
         missing = [c for c in self.columns_ if c not in m.table.columns]
         if missing:
-            raise ManifestError(f"{m.source}: columns {missing} that the model was trained "
-                                "on are missing (an empty column is fine: rows lack them)")
-        return m
+            from polymodal.progress import console
+
+            console.print(f"{m.source}: no column {', '.join(map(repr, missing))}: "
+                          "that modality is absent from every row")
+            m = m.with_columns({c: None for c in missing})
+        return m.with_roles(self.roles_)
 
     def predict_proba(self, data: Any) -> pd.DataFrame:
         """Class probabilities (one column per class), or values for regression."""

@@ -1,15 +1,8 @@
 """The data layer: manifests, column roles, media decoding, validation, the lazy
 dataset that feeds every model, and the bundled benchmark datasets."""
 
-from polymodal.data.dataset import (
-    Batch,
-    Example,
-    MultimodalDataset,
-    SkippedRow,
-    collate_examples,
-    image_to_tensor,
-    iterate_with_report,
-)
+from __future__ import annotations
+
 from polymodal.data.errors import (
     CellLocation,
     DataError,
@@ -29,6 +22,20 @@ from polymodal.data.media import (
 )
 from polymodal.data.schema import ColumnSpec, Role, Schema, infer_schema
 from polymodal.data.validate import ValidationReport, validate
+
+#: the torch dataset and its batches load on first use: reading, checking and
+#: validating a manifest import no model library
+_DATASET_NAMES = frozenset({"Batch", "Example", "MultimodalDataset", "SkippedRow",
+                            "collate_examples", "image_to_tensor", "iterate_with_report"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _DATASET_NAMES:
+        from polymodal.data import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'polymodal.data' has no attribute {name!r}")
+
 
 __all__ = [
     "Batch", "CellLocation", "ColumnSpec", "DataError", "DecodeOptions", "Example",

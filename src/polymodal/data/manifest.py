@@ -415,6 +415,16 @@ class Manifest:
         return Manifest(self.table, schema, root=self.root, source=self.source,
                         confine=self.confine, origin=self.origin)
 
+    def with_columns(self, values: Mapping[str, Any]) -> Manifest:
+        """This manifest with columns added (or replaced), each set to one value in
+        every row (``None``: the row lacks it); give their roles with
+        :meth:`with_roles`."""
+        table = self.table.copy()
+        for column, value in values.items():
+            table[column] = pd.Series([value] * len(table), dtype=object)
+        return Manifest(table, self.schema, root=self.root, source=self.source,
+                        confine=self.confine, origin=self.origin)
+
     def with_roles(self, roles: Mapping[str, Mapping[str, str]]) -> Manifest:
         """This manifest with the saved ``roles`` (``Schema.to_dict`` form) applied to the
         columns it has: a model reads new data as it read its training data."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from polymodal.data.errors import MediaError
 from polymodal.data.svg import decode_svg
@@ -91,7 +91,8 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
     PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) and SVG (rasterised). The format is
     found from the bytes, not the name (an SVG is tried when Pillow does not know them).
     Palette, grey and transparent images are converted the same way everywhere:
-    transparency is composited onto white.
+    transparency is composited onto white. An EXIF orientation is applied, so a photo
+    decodes upright, as it is shown.
 
     Raises:
         MediaError: missing, empty, unreadable, truncated or too-large image.
@@ -110,7 +111,10 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 opened.load()
-            return _flatten(opened, mode)
+                # a phone stores a portrait photo sideways with an EXIF orientation:
+                # decode it as it is shown
+                upright = ImageOps.exif_transpose(opened) or opened
+            return _flatten(upright, mode)
     except MediaError:
         raise
     except UnidentifiedImageError:

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 PREFIX = "builtin:"
+#: the model a new library, ``search``, ``zero-shot`` and ``recommend`` use when none is
+#: given
+DEFAULT_MODEL = "builtin:lit-tuxpaint"
 
 
 def models_home() -> Path:
@@ -47,12 +50,19 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
     folder = Path(root or models_home()) / (name + ("-quick" if quick else ""))
     if (folder / "config.yaml").exists():
         return folder
-    if progress:
-        from polymodal.progress import console
+    from filelock import FileLock
 
-        console.print(f"training the builtin model {PREFIX}{name} into {folder} (first "
-                      "use only)")
-    return BUILTIN[name](folder, quick=quick, progress=progress)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # two processes that need it at once: one trains, the other waits and reuses it
+    with FileLock(str(folder.parent / f".{folder.name}.lock")):
+        if (folder / "config.yaml").exists():
+            return folder
+        if progress:
+            from polymodal.progress import console
+
+            console.print(f"training the builtin model {PREFIX}{name} into {folder} "
+                          "(first use only)")
+        return BUILTIN[name](folder, quick=quick, progress=progress)
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:

@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 from polymodal.data import Manifest
-from polymodal.data.errors import MediaError, SkipReport
+from polymodal.data.errors import MediaError, PolymodalError, SkipReport
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
 from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
@@ -42,6 +42,20 @@ def library_home() -> Path:
     return Path(env) if env else Path.home() / ".local" / "share" / "polymodal" / "libraries"
 
 
+def list_libraries(root: str | os.PathLike[str] | None = None
+                   ) -> list[tuple[str, dict[str, Any], Path]]:
+    """(name, settings, folder) of every library in ``root``, by name."""
+    home = Path(root or library_home())
+    found = []
+    for config in sorted(home.glob(f"*/{CONFIG}")):
+        try:
+            found.append((config.parent.name, _read_config(config), config.parent))
+        except ValueError:
+            found.append((config.parent.name, {"model": "(damaged library.yaml)"},
+                          config.parent))
+    return found
+
+
 def check_name(name: str) -> str:
     """A library name is one path component of letters, digits, ``_ . -``."""
     if not NAME.match(name or "") or name in (".", "..") or ".." in name:
@@ -50,7 +64,7 @@ def check_name(name: str) -> str:
     return name
 
 
-class LibraryBusy(RuntimeError):
+class LibraryBusy(PolymodalError, RuntimeError):
     """Another process is indexing this library (one indexer at a time)."""
 
 
@@ -99,11 +113,21 @@ class IndexReport:
     deleted: int = 0
     problems: list[str] = field(default_factory=list)
     skipped: SkipReport = field(default_factory=SkipReport)
+    #: column -> (its modality, the cells it holds) for columns of a modality the
+    #: library's model does not embed; each cell is in ``skipped`` too
+    left_out: dict[str, tuple[str, int]] = field(default_factory=dict)
+    embeds: list[str] = field(default_factory=list)
 
     def skip(self, err: MediaError) -> None:
         """Record a bad cell that was left out."""
         self.problems.append(str(err))
         self.skipped.add(err)
+
+    def left_out_lines(self) -> list[str]:
+        """One line per column left out because the model cannot embed it."""
+        return [f"{n:,} {modality} cells of column {column!r}: the library's model "
+                f"embeds {' and '.join(self.embeds)}, not {modality}"
+                for column, (modality, n) in self.left_out.items() if n]
 
 
 class Library:
@@ -151,20 +175,64 @@ class Library:
         folder = Path(root or library_home()) / check_name(name)
         if backend not in ("lancedb", "milvus"):
             raise ValueError(f"unknown backend {backend!r}; use 'lancedb' or 'milvus'")
+        given = str(model)
         model = str(resolve_model(model).resolve())
         config_path = folder / CONFIG
         if config_path.exists():
             config = _read_config(config_path)
-            if config["model"] != model or config["backend"] != backend:
-                raise ValueError(f"library {name!r} exists with model {config['model']} on "
-                                 f"{config['backend']}; choose another name")
-            return cls(name, root)
+            if config["model"] == model and config["backend"] == backend:
+                return cls(name, root)
+            existing = cls(name, root)
+            if existing._holds_items():
+                raise ValueError(f"library {name!r} exists with model {config['model']} "
+                                 f"on {config['backend']} and holds items; choose another "
+                                 f"name, or delete it first (`polymodal library delete "
+                                 f"{name}`)")
+            existing._drop_store()  # an empty library takes the model it is given now
         from polymodal.checkpoint import write_atomically
 
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(config_path, yaml.safe_dump({"model": model, "backend": backend,
-                                                      "uri": uri}))
+                                                      "uri": uri, "model_name": given}))
         return cls(name, root)
+
+    @classmethod
+    def delete(cls, name: str, root: str | os.PathLike[str] | None = None) -> Path:
+        """Delete library ``name``: its settings, vectors and thumbnails (never the files
+        it indexed). Refused while it is being indexed."""
+        import shutil
+
+        lib = cls(name, root)
+        with lib._index_lock():
+            lib._drop_store()
+            shutil.rmtree(lib.folder / "thumbnails", ignore_errors=True)
+            for leftover in (CONFIG, SKIPPED):
+                (lib.folder / leftover).unlink(missing_ok=True)
+        shutil.rmtree(lib.folder, ignore_errors=True)
+        return lib.folder
+
+    def _holds_items(self) -> bool:
+        """Whether anything was indexed (without loading the model when nothing was)."""
+        if self.config["backend"] == "lancedb" and not (self.folder / "lance").exists():
+            return False
+        if self.config["backend"] == "milvus" and not self.config.get("uri") and \
+                not (self.folder / "milvus.db").exists():
+            return False
+        try:
+            return len(self) > 0
+        except (OSError, ValueError):  # a model that no longer loads: nothing to keep
+            return (self.folder / "lance").exists()
+
+    def _drop_store(self) -> None:
+        """Remove the local vector store (a Milvus server's collection is dropped)."""
+        import shutil
+
+        if self.config["backend"] == "milvus":
+            with contextlib.suppress(Exception):  # a model that no longer loads
+                self.store.drop()
+        shutil.rmtree(self.folder / "lance", ignore_errors=True)
+        (self.folder / "milvus.db").unlink(missing_ok=True)
+        self._store = None
 
     # -- parts ----------------------------------------------------------------------
     @property
@@ -204,7 +272,8 @@ class Library:
     # -- indexing -------------------------------------------------------------------
     def index(self, source: str | os.PathLike[str] | Any, *, batch_size: int = 64,
               progress: bool = True, on_error: str = "skip",
-              confine: bool | None = None) -> IndexReport:
+              confine: bool | None = None, roles: dict[str, str] | None = None
+              ) -> IndexReport:
         """Embed every item of ``source`` (a folder or a manifest) that is new or
         changed since the last run (by content hash), and forget the items of this
         source that are gone. Each batch is stored as it is embedded, so an interrupted
@@ -215,12 +284,15 @@ class Library:
         (``IndexReport.problems`` and ``skipped_rows.csv`` in the library folder); the
         row's other cells are indexed. ``confine`` refuses files that lead outside the
         source's folder (``..``, absolute paths, symlinks pointing out) as bad cells of
-        kind ``outside_root``; it is on by default for a folder, off for a manifest."""
+        kind ``outside_root``; it is on by default for a folder, off for a manifest.
+        ``roles`` override the inferred column roles (``{"notes": "text"}``). Columns of
+        a modality the model cannot embed are left out, counted in
+        ``IndexReport.left_out`` and listed in ``skipped_rows.csv``."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         with self._index_lock():
             report = self._index(source, batch_size=batch_size, progress=progress,
-                                 on_error=on_error, confine=confine)
+                                 on_error=on_error, confine=confine, roles=roles)
         skipped = self.folder / SKIPPED
         if len(report.skipped):
             report.skipped.deduplicate().write(skipped)
@@ -257,14 +329,15 @@ class Library:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _index(self, source: str | os.PathLike[str] | Any, *, batch_size: int,
-               progress: bool, on_error: str, confine: bool | None) -> IndexReport:
+               progress: bool, on_error: str, confine: bool | None,
+               roles: dict[str, str] | None = None) -> IndexReport:
         from polymodal.encoders.cache import content_key
         from polymodal.progress import progress_bar
 
         if confine is None:
             confine = isinstance(source, str | os.PathLike) and \
                 Path(source).expanduser().is_dir()
-        m = Manifest.read(source, confine=confine)
+        m = Manifest.read(source, confine=confine, roles=roles or None)
         source_id = str(m.source)
         known = self.store.contents(source_id)
         modalities = set(self._modalities())
@@ -273,7 +346,16 @@ class Library:
             raise ValueError(f"{m.source} has no column the library's model embeds "
                              f"({sorted(modalities)})")
         ids = m.ids()
-        report = IndexReport(skipped=SkipReport(source_id))
+        report = IndexReport(skipped=SkipReport(source_id), embeds=sorted(modalities))
+        for c, role in m.modality_columns.items():
+            if role.value in modalities:
+                continue
+            cells = [row for row in range(len(m)) if m.value(row, c) is not None]
+            report.left_out[c] = (role.value, len(cells))
+            for row in cells:
+                report.skipped.add(MediaError(
+                    f"the library's model embeds {' and '.join(sorted(modalities))}, not "
+                    f"{role.value}", kind="modality_not_embedded", location=m.location(row, c)))
         todo: list[tuple[int, str, str, str]] = []  # row, column, key, content
         contents: dict[tuple[int, str], str] = {}  # every cell's hash, for thumbnails
         seen: set[str] = set()

@@ -243,6 +243,11 @@ class MilvusStore(VectorStore):
         rows = self.client.get(self.COLLECTION, ids=[key], output_fields=list(FIELDS))
         return _unrow(rows[0]) if rows else None
 
+    def drop(self) -> None:
+        """Drop the library's collection (a library deleted or given a new model)."""
+        if self.client.has_collection(self.COLLECTION):
+            self.client.drop_collection(self.COLLECTION)
+
 
 def _quote(value: str) -> str:
     """A value inside a Milvus filter's double quotes."""

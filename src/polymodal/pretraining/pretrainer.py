@@ -60,6 +60,7 @@ class Pretrainer:
         patience: early stopping on the validation loss.
         cache_dir: where locked towers cache their outputs (default: the run folder).
         precision: Lightning's precision; default: mixed on a GPU that supports it.
+        roles: column roles that override the inferred ones (``{"sample": "id"}``).
     """
 
     def __init__(self, modalities: Sequence[str] | None = None,
@@ -71,8 +72,10 @@ class Pretrainer:
                  batch_size: int | None = None, lr: float | None = None, seed: int = 0,
                  path: str | os.PathLike[str] | None = None, patience: int = 5,
                  cache_dir: str | os.PathLike[str] | None = None,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, roles: Mapping[str, str] | None = None
+                 ) -> None:
         self.modalities = list(modalities) if modalities is not None else None
+        self.roles = dict(roles or {})
         self.encoders = dict(encoders or {})
         self.preset = preset
         self.dim = dim
@@ -131,15 +134,16 @@ class Pretrainer:
         import lightning as L
 
         from polymodal.pretraining.module import LitContrastive
-        from polymodal.training import load_training_checkpoint, make_trainer
+        from polymodal.training import fit_run, make_trainer
+        from polymodal.training.run import remaining_time
         from polymodal.training.skips import decoded_cells, training_skip_report
 
         start = time.time()
-        m = Manifest.read(train)
+        m = Manifest.read(train, roles=self.roles or None)
         if tuning is None:
             m, tune = m.training_split(self.seed, fraction=0.05, minimum=2)
         else:
-            tune = Manifest.read(tuning)
+            tune = Manifest.read(tuning, roles=self.roles or None)
         self.columns_ = self._columns(m)
         self.roles_ = m.schema.to_dict()
         anchor = self._anchor_column(self.columns_, m)
@@ -178,21 +182,16 @@ class Pretrainer:
         lit = LitContrastive(self.model_, loss, lr=self.lr or preset.lr)
         epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
         trainer = make_trainer(self.run_dir_, max_epochs=epochs,
-                               patience=self.patience, time_limit=time_limit, devices=devices,
+                               patience=self.patience,
+                               time_limit=remaining_time(start, time_limit), devices=devices,
                                has_validation=len(tune) > 1, progress=progress,
                                precision=self.precision,
                                callbacks=callbacks, resume=resume)
         train_loader = self._loader(m, shuffle=True, on_error=on_error, drop_last=len(m) >
                                     self.batch_size_)
         val_loader = self._loader(tune, shuffle=False, on_error=on_error)
-        last = self.run_dir_ / "checkpoints" / "last.ckpt"
-        if resume and not last.exists():
-            raise FileNotFoundError(f"resume=True but {last} does not exist: nothing to resume")
-        trainer.fit(lit, train_loader, val_loader if len(tune) > 1 else None,
-                    ckpt_path=str(last) if resume else None, weights_only=True)
-        best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
-        if best:
-            lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
+        self.ended_ = fit_run(trainer, lit, train_loader, val_loader if len(tune) > 1 else None,
+                              self.run_dir_, resume=resume)
         self.model_.cached = set()
         self.model_.eval()
         self.pairs_seen_ = int(trainer.global_step) * self.batch_size_

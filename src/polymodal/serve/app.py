@@ -6,6 +6,7 @@ from the URL. With an API key set, every ``/api`` call must send it as ``X-API-K
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import tempfile
@@ -28,11 +29,25 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 OPEN_PATHS = frozenset({"/health", "/"})
 
 
+#: seconds a request body may take to arrive whole (10 MB at 350 kB/s)
+BODY_TIMEOUT_S = 30.0
+#: requests whose bodies may be arriving at once; more are answered 503 at once, so a
+#: few slow clients cannot hold every worker
+MAX_BODIES_IN_FLIGHT = 16
+
+
 class BodyTooLarge(HTTPException):
     """A request body that went over the limit while it was being received."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body over the limit of {limit:,} bytes")
+
+
+class BodyTooSlow(HTTPException):
+    """A request body that did not arrive whole within the time allowed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"request body did not arrive within {seconds:g} s")
 
 
 async def _send_json(send: Any, status: int, detail: str) -> None:
@@ -53,11 +68,18 @@ class GuardMiddleware:
     - a body whose ``Content-Length`` is over ``limit`` is refused with 413 before a
       byte of it is read; a body without one (chunked) is counted as it arrives and
       refused with 413 the moment it goes over, so no request makes the server hold or
-      spool more than ``limit`` bytes.
+      spool more than ``limit`` bytes;
+    - a body must arrive whole within ``body_timeout`` seconds (else 408), and at most
+      ``max_bodies`` requests may be receiving one at a time (else 503 at once): a
+      client that sends a byte a second holds a slot for seconds, not forever.
     """
 
-    def __init__(self, app: Any, *, limit: int, api_key: str | None) -> None:
+    def __init__(self, app: Any, *, limit: int, api_key: str | None,
+                 body_timeout: float = BODY_TIMEOUT_S,
+                 max_bodies: int = MAX_BODIES_IN_FLIGHT) -> None:
         self.app, self.limit, self.api_key = app, limit, api_key
+        self.body_timeout, self.max_bodies = body_timeout, max_bodies
+        self.bodies_in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -78,18 +100,38 @@ class GuardMiddleware:
                 await _send_json(send, 413, f"request body over the limit of "
                                             f"{self.limit:,} bytes")
                 return
+        has_body = scope.get("method") in ("POST", "PUT", "PATCH") or \
+            (length is not None and int(length) > 0)
+        if has_body and self.bodies_in_flight >= self.max_bodies:
+            await _send_json(send, 503, "too many uploads in progress; try again shortly")
+            return
         received = 0
+        done = False  # a GET's first receive returns its empty body at once
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def counted() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, done
+            if done:  # the body is in: later calls wait for a disconnect, unbounded
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(left, 0.0))
+            except TimeoutError:
+                raise BodyTooSlow(self.body_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                done = not message.get("more_body", False)
+            else:
+                done = True
             return message
 
-        await self.app(scope, counted, send)
+        self.bodies_in_flight += has_body
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            self.bodies_in_flight -= has_body
 
 
 def _sniff_kind(data: bytes) -> str:
@@ -141,15 +183,17 @@ def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
 
 
 def create_app(library: str, root: str | Path | None = None, *, predictor: str | None = None,
-               api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES
-               ) -> FastAPI:
+               api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               body_timeout: float = BODY_TIMEOUT_S,
+               max_bodies: int = MAX_BODIES_IN_FLIGHT) -> FastAPI:
     """The app of library ``library`` (in ``root``), optionally with a saved Predictor
-    for ``/api/predict`` and an API key."""
+    for ``/api/predict`` and an API key; request bodies bounded in size, arrival time
+    and number in flight (:class:`GuardMiddleware`)."""
     lib = Library(library, root)
     app = FastAPI(title=f"polymodal: {library}", version="0.1.0",
                   description="Search and ask a multimodal library.")
     app.add_middleware(GuardMiddleware, limit=max_upload_bytes + FORM_OVERHEAD_BYTES,
-                       api_key=api_key)
+                       api_key=api_key, body_timeout=body_timeout, max_bodies=max_bodies)
     model: dict[str, Any] = {}
 
     def check_key(request: Request) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from polymodal.data.dataset import Batch
 from polymodal.data.errors import SkipReport
 from polymodal.model import MultimodalModel
 from polymodal.objectives import supervised_loss
+from polymodal.training.run import Deadline
 
 SCHEDULES = ("cosine", "constant")
 
@@ -323,7 +325,9 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     """A Trainer with the house defaults: best and last checkpoints (written atomically,
     read weights-only: :class:`AtomicCheckpointIO`), early stopping on the validation
     loss, CSV and TensorBoard logs in ``run_dir``, mixed precision on a GPU, and DDP (not
-    ddp_spawn) when ``devices`` > 1. With ``resume``, the CSV log of the interrupted
+    ddp_spawn) when ``devices`` > 1. ``time_limit`` is wall-clock seconds from now, for
+    training and validation alike (:class:`~polymodal.training.run.Deadline`). With
+    ``resume``, the CSV log of the interrupted
     run is kept beside the new one (Lightning's CSV logger deletes it)."""
     run_dir = Path(run_dir)
     if resume:
@@ -334,6 +338,7 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     monitor = "val_loss" if has_validation else "train_loss"
     callbacks = [
         *(callbacks or []),
+        *([Deadline(time.time() + time_limit)] if time_limit else []),
         # one run per folder: best.ckpt and last.ckpt are replaced, never versioned, so
         # resume=True always finds this run's last checkpoint. last.ckpt has a callback
         # of its own: Lightning's save_last writes it only in an epoch that also wrote a
@@ -354,7 +359,7 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
         default_root_dir=run_dir, max_epochs=max_epochs, callbacks=callbacks,
         logger=[CSVLogger(run_dir, name="logs", version=""),
                 TensorBoardLogger(run_dir, name="tensorboard", version="")],
-        max_time={"seconds": time_limit} if time_limit else None, devices=devices,
+        devices=devices,
         accelerator=accelerator, strategy="ddp" if multi else "auto", precision=precision,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()])

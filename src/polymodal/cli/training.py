@@ -1,0 +1,318 @@
+"""Models: ``train``, ``evaluate``, ``predict``, ``pretrain``, ``evaluate-retrieval``,
+``zero-shot``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from polymodal.cli.app import app
+from polymodal.cli.common import (
+    handled,
+    out,
+    parse_options,
+    parse_roles,
+    print_schema,
+    print_table,
+)
+
+TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "init_from", "resume"}
+PRETRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "resume"}
+#: the run folder (checkpoints, logs) inside the output folder, unless ``path`` is set:
+#: ``--resume`` finds the interrupted run there
+RUN_FOLDER = "run"
+FUSIONS = "concat, late, gated, attention, tensor, lowrank, relation"
+PRESETS = "fast, tiny, pretrained"
+ROLE_HELP = "override a column's role: COLUMN=ROLE (repeatable), e.g. sample=id"
+
+
+def load_train_config(config: Path | None, overrides: dict[str, object], *,
+                      target: type | None = None, fit_keys: set[str] = TRAIN_KEYS,
+                      required: tuple[str, ...] = ("train", "label")) -> dict[str, object]:
+    """A training config from YAML and KEY=VALUE overrides; unknown keys are refused.
+
+    ``target`` is the class the settings construct (default: Predictor); ``fit_keys``
+    are the settings that go to ``fit`` instead.
+    """
+    import inspect
+
+    import yaml
+
+    if target is None:
+        from polymodal.predictor import Predictor
+
+        target = Predictor
+    settings: dict[str, object] = {}
+    if config is not None:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config}: a training config is a mapping of settings")
+        settings.update(loaded)
+    roles = overrides.pop("roles", None)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if roles:
+        settings["roles"] = {**(settings.get("roles") or {}), **roles}  # type: ignore[dict-item]
+    valid = set(inspect.signature(target).parameters) | fit_keys
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(valid)}")
+    for key in required:
+        if key not in settings:
+            raise ValueError(f"the config needs {key!r} (or pass --{key})")
+    return settings
+
+
+def _fit_from_config(target: type, config: Path | None, overrides: dict[str, object],
+                     fit_keys: set[str], required: tuple[str, ...], default_out: str
+                     ) -> tuple[Any, Path]:
+    """Build ``target`` (Predictor, Pretrainer) from a config and flags, say which role
+    each column was given, and fit it; its run folder is ``OUT/run`` unless the config
+    sets ``path``."""
+    from polymodal.data.manifest import Manifest
+
+    with handled("on_error: skip goes on and reports such rows"):
+        settings = load_train_config(config, overrides, target=target, fit_keys=fit_keys,
+                                     required=required)
+        fit_args = {k: settings.pop(k) for k in list(settings) if k in fit_keys}
+        save_to = Path(str(fit_args.pop("save", None) or default_out))
+        settings.setdefault("path", str(save_to / RUN_FOLDER))
+        model = target(**settings)
+        train = fit_args.pop("train")
+        if not isinstance(train, Manifest):
+            print_schema(Manifest.read(train, label=settings.get("label"),  # type: ignore[arg-type]
+                                       roles=settings.get("roles")),  # type: ignore[arg-type]
+                         title=f"columns of {train} (change with --role COLUMN=ROLE)")
+        model.fit(train, fit_args.pop("tuning", None), **fit_args)
+    if getattr(model, "ended_", "") == "time limit":
+        out.print(f"[yellow]stopped at the time limit[/] ({fit_args.get('time_limit')} s); "
+                  "kept the best finished epoch")
+    return model, save_to
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Argument(help="a YAML training config")] = None,
+    train: Annotated[str | None, typer.Option(help="training manifest")] = None,
+    label: Annotated[str | None, typer.Option(help="the label column")] = None,
+    tuning: Annotated[str | None, typer.Option(help="tuning manifest")] = None,
+    fusion: Annotated[str | None, typer.Option(help=f"fusion method: {FUSIONS}",
+                                               show_default="attention")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"preset: {PRESETS}",
+                                               show_default="fast")] = None,
+    save: Annotated[str | None, typer.Option("--out", help="where to save the model",
+                                             show_default="model")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="start the encoders from a pretrained checkpoint (polymodal pretrain)")] = None,
+    freeze_encoders: Annotated[bool | None, typer.Option(
+        "--freeze-encoders", help="keep the encoders fixed (probe pretrained features)")
+    ] = None,
+    role: Annotated[list[str] | None, typer.Option(help=ROLE_HELP)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue the interrupted run in --out's run folder")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="any Predictor setting KEY=VALUE (repeatable), e.g. max_epochs=5")
+    ] = None,
+) -> None:
+    """Train a Predictor from a YAML config and/or flags, then save it.
+
+    Example: polymodal train --train av-digits/manifest.csv --label label --fusion gated
+    --set max_epochs=5 --out model/
+    """
+    from polymodal.predictor import Predictor
+
+    predictor, save_to = _fit_from_config(Predictor, config, {
+        "train": train, "label": label, "tuning": tuning, "fusion": fusion,
+        "preset": preset, "save": save, "init_from": init_from,
+        "freeze_encoders": freeze_encoders, "roles": parse_roles(role),
+        "resume": resume or None, **parse_options(set_)}, TRAIN_KEYS,
+        ("train", "label"), "model")
+    with handled():
+        predictor.save(save_to)
+    out.print(f"trained in {predictor.fit_seconds_:.0f}s; model saved to {save_to}; "
+              f"run folder (checkpoints, logs) {predictor.run_dir_}")
+
+
+def _rows_to_score(predictor: Any, manifest: Path, split: str) -> tuple[Any, str]:
+    """The rows ``evaluate`` scores: the test split when the manifest has one (``split``
+    "auto"), a named split, or every row ("all"); and a line that says which."""
+    from polymodal.data.manifest import Manifest
+
+    m = Manifest.read(manifest).with_roles(predictor.roles_)
+    if split == "all" or (split == "auto" and m.schema.split is None):
+        return m, f"scored all {len(m):,} rows"
+    part = m.split("test" if split == "auto" else split)
+    if split == "auto" and not len(part):
+        return m, f"scored all {len(m):,} rows (the split column has no test rows)"
+    if not len(part):
+        raise ValueError(f"{manifest}: no row of split {split!r}")
+    return part, (f"scored the {len(part):,} rows of split "
+                  f"{'test' if split == 'auto' else split!r} of {len(m):,} (--split all "
+                  "scores every row)")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Argument(help="a saved model folder")],
+    manifest: Annotated[Path, typer.Argument(help="labelled rows to evaluate on")],
+    split: Annotated[str, typer.Option(
+        help="auto: the test split when there is a split column, else every row; "
+             "all; or a split name")] = "auto",
+    plots: Annotated[Path | None, typer.Option(help="write PNG plots to this folder")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+) -> None:
+    """Metrics of a saved model on MANIFEST, and its modality report.
+
+    Example: polymodal evaluate model/ av-digits/manifest.csv --plots plots/
+    """
+    from polymodal.predictor import Predictor
+
+    with handled():
+        predictor = Predictor.load(model)
+        rows, scored = _rows_to_score(predictor, manifest, split)
+        metrics = predictor.evaluate(rows)
+    if json_out:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table(title=f"{model} on {manifest}: {scored}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    print_table(table)
+    out.print(predictor.modality_report(rows).to_string(index=False))
+    if plots is not None:
+        for path in predictor.plot(rows, plots):
+            out.print(f"plot: {path}")
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="a saved model folder")],
+    manifest: Annotated[Path, typer.Argument(help="rows to predict")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV of predictions")],
+    proba: Annotated[bool, typer.Option(help="add class probabilities")] = False,
+) -> None:
+    """Write a CSV with each row's id and prediction (and probabilities).
+
+    Example: polymodal predict model/ new.csv --out predictions.csv --proba
+    """
+    import pandas as pd
+
+    from polymodal.predictor import Predictor
+
+    with handled():
+        predictor = Predictor.load(model)
+        pred = predictor.predict(manifest)
+        frame = pd.DataFrame({"id": pred.index, "prediction": pred.values})
+        if proba and predictor.problem_type_ != "regression":
+            probs = predictor.predict_proba(manifest).reset_index(drop=True)
+            frame = pd.concat([frame, probs.add_prefix("p_")], axis=1)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_file, index=False)
+    out.print(f"{len(frame):,} predictions -> {out_file}")
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    config: Annotated[Path | None, typer.Argument(help="a YAML pretraining config")] = None,
+    train: Annotated[str | None, typer.Option(help="manifest of unlabelled rows")] = None,
+    tuning: Annotated[str | None, typer.Option(help="held-out rows")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"preset: {PRESETS}",
+                                               show_default="fast")] = None,
+    save: Annotated[str | None, typer.Option("--out", help="where to save it",
+                                             show_default="pretrained")] = None,
+    role: Annotated[list[str] | None, typer.Option(help=ROLE_HELP)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue the interrupted run in --out's run folder")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="any Pretrainer setting KEY=VALUE (repeatable)")] = None,
+) -> None:
+    """Contrastive pretraining (InfoNCE across modality pairs) on rows without labels;
+    fine-tune from the result with `polymodal train --init-from`.
+
+    Example: polymodal pretrain --train tuxpaint/manifest.csv --preset pretrained
+    --set modalities=[image,caption] --out pretrained/
+    """
+    from polymodal.pretraining import Pretrainer
+
+    pre, save_to = _fit_from_config(Pretrainer, config, {
+        "train": train, "tuning": tuning, "preset": preset, "save": save,
+        "roles": parse_roles(role), "resume": resume or None, **parse_options(set_)},
+        PRETRAIN_KEYS, ("train",), "pretrained")
+    with handled():
+        pre.save(save_to)
+    out.print(f"pretrained in {pre.fit_seconds_:.0f}s on pairs {pre.pair_rows_}; saved to "
+              f"{save_to}; run folder {pre.run_dir_}")
+
+
+def load_pretrained(model: str) -> Any:
+    """A saved Pretrainer by folder or by builtin name (``builtin:lit-tuxpaint``), as
+    every command that takes a model accepts them; says which model it is."""
+    from polymodal.library.builtin import resolve_model
+    from polymodal.pretraining import Pretrainer
+    from polymodal.progress import console
+
+    folder = resolve_model(model)
+    # on stderr: stdout stays the result (--json)
+    console.print(f"model: {model}" + (f" ({folder})" if str(folder) != model else ""))
+    return Pretrainer.load(folder)
+
+
+@app.command("evaluate-retrieval")
+def evaluate_retrieval_cmd(
+    model: Annotated[str, typer.Argument(
+        help="a pretrained checkpoint folder or builtin:NAME")],
+    manifest: Annotated[Path, typer.Argument(help="held-out rows holding pairs")],
+    direction: Annotated[list[str] | None, typer.Option(
+        help="QUERY:GALLERY columns, e.g. caption:image (repeatable; default all)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Recall@1/5/10, median rank and mAP of cross-modal retrieval in each direction.
+
+    Example: polymodal evaluate-retrieval pretrained/ test.csv --direction caption:image
+    """
+    with handled():
+        pre = load_pretrained(model)
+        pairs = [tuple(d.split(":", 1)) for d in direction or []]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("--direction takes QUERY:GALLERY, e.g. caption:image")
+        table = pre.evaluate_retrieval(manifest, pairs or None)  # type: ignore[arg-type]
+    if json_out:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        out.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@app.command("zero-shot")
+def zero_shot_cmd(
+    model: Annotated[str, typer.Argument(
+        help="a pretrained checkpoint folder or builtin:NAME")],
+    manifest: Annotated[Path, typer.Argument(help="rows to classify")],
+    column: Annotated[str, typer.Option(help="the column to classify (image, audio)")],
+    classes: Annotated[str, typer.Option(help="class names, comma-separated")],
+    label: Annotated[str | None, typer.Option(help="report accuracy against it")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV of predictions")] = None,
+) -> None:
+    """Classify rows by the similarity of COLUMN to the class names: no labels.
+
+    Example: polymodal zero-shot builtin:lit-tuxpaint photos.csv --column image
+    --classes frog,cow
+    """
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    with handled():
+        if not names:
+            raise ValueError("--classes needs at least one class name")
+        pre = load_pretrained(model)
+        pred = pre.zero_shot(manifest, column, names)
+        metrics = pre.evaluate_zero_shot(manifest, column, label, names) if label else None
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        pred.rename_axis("id").reset_index().to_csv(out_file, index=False)
+        out.print(f"{len(pred):,} predictions -> {out_file}")
+    if metrics is not None:
+        out.print(f"zero-shot accuracy {metrics['accuracy']:.3f} (chance "
+                  f"{metrics['chance']:.3f}) on {metrics['rows']:.0f} rows")
