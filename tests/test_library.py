@@ -293,3 +293,75 @@ def test_first_searches_at_once_load_the_model_once(colour_library, monkeypatch)
         results = list(pool.map(lambda q: lib.search(q, k=3), ["red", "blue", "green"] * 4))
     assert len(loads) == 1
     assert all(len(r) == 3 for r in results)
+
+
+def test_cells_the_model_cannot_embed_are_reported_not_dropped(model_dir, collection,
+                                                                tmp_path):
+    """Found from outside: indexing 22 files printed "17 added"; the sounds were dropped
+    without a word because the model has no audio tower."""
+    import soundfile as sf
+
+    table = collection.copy()
+    for i in range(4):
+        sf.write(tmp_path / f"s{i}.wav", np.zeros(1600, dtype=np.float32), 16000)
+    table["sound"] = [str(tmp_path / f"s{i}.wav") if i < 4 else None
+                      for i in range(len(table))]
+    table.to_csv(tmp_path / "mixed.csv", index=False)
+    lib = Library.create("mixed", model_dir, root=tmp_path / "libs")
+    report = lib.index(tmp_path / "mixed.csv", progress=False)
+    assert report.left_out == {"sound": ("audio", 4)}
+    assert report.left_out_lines() == [
+        "4 audio cells of column 'sound': the library's model embeds image and text, "
+        "not audio"]
+    skipped = pd.read_csv(lib.folder / "skipped_rows.csv")
+    assert sorted(skipped.loc[skipped["kind"] == "modality_not_embedded", "row"]) == [0, 1, 2, 3]
+
+
+def test_an_empty_library_takes_a_new_model_and_a_library_can_be_deleted(
+        model_dir, collection, tmp_path, colour_model):
+    """Found from outside: a library created with a bad --model could not be repaired."""
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    other = colour_model.save(tmp_path / "other")
+    lib = Library.create("photos", model_dir, root=tmp_path / "libs")
+    again = Library.create("photos", other, root=tmp_path / "libs")  # nothing indexed yet
+    assert again.config["model"] == str(other.resolve())
+    again.index(tmp_path / "photos.csv", progress=False)
+    with pytest.raises(ValueError, match=r"holds items.*library delete photos"):
+        Library.create("photos", model_dir, root=tmp_path / "libs")
+    runner = CliRunner()
+    res = runner.invoke(app, ["library", "list", "--root", str(tmp_path / "libs")])
+    assert res.exit_code == 0 and "photos" in res.output
+    res = runner.invoke(app, ["library", "delete", "photos", "--root", str(tmp_path / "libs")])
+    assert res.exit_code == 0, res.output
+    assert not lib.folder.exists() and (tmp_path / "photos.csv").exists()  # files stay
+    res = runner.invoke(app, ["library", "delete", "photos", "--root", str(tmp_path / "libs")])
+    assert res.exit_code == 2 and "no library" in res.output
+
+
+def test_a_library_of_one_item_and_rows_that_lack_the_column(model_dir, collection,
+                                                             tmp_path, colour_model):
+    """Empty lists, one-item libraries and rows without the column reach no index or
+    max: search, ask (Python and HTTP, any k) and zero-shot answer."""
+    from fastapi.testclient import TestClient
+
+    from polymodal.serve import create_app
+
+    collection.iloc[:1].to_csv(tmp_path / "one.csv", index=False)
+    lib = Library.create("one", model_dir, root=tmp_path / "libs")
+    empty = lib.ask("anything", k=5)
+    assert "Nothing" in empty.answer and empty.evidence == []
+    lib.index(tmp_path / "one.csv", progress=False)
+    assert len(lib.search("red", k=10)) == 1
+    assert lib.ask("red", k=50).evidence
+    client = TestClient(create_app("one", tmp_path / "libs"))
+    for k in (1, 2, 50):
+        assert client.get("/api/ask", params={"q": "0000", "k": k}).status_code == 200
+    partial = collection.copy()
+    partial.loc[:3, "image"] = None  # four rows lack the picture
+    pred = colour_model.zero_shot(partial, "image", ["red", "blue"])
+    assert pred.iloc[:4].isna().all() and pred.iloc[4:].notna().all()
+    with pytest.raises(ValueError, match="at least one class"):
+        colour_model.zero_shot(partial, "image", [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,6 +122,8 @@ def test_skip_keeps_training_and_reports_bad_rows(tmp_path):
 
 
 def test_cli_train_evaluate_predict(digits, tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from polymodal.cli import app
@@ -136,9 +140,23 @@ def test_cli_train_evaluate_predict(digits, tmp_path):
                                  str(tmp_path / "plots")])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "record alone" in result.output
-    # a loaded model has no run folder of its own, so no learning curves
-    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+    table = pd.read_csv(digits, dtype=str)
+    n_test = int((table["split"] == "test").sum())
+    assert f"scored the {n_test} rows of split 'test' of 60" in result.output  # no train rows
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {
         "confusion_matrix.png", "modality_contribution.png"}
+    # found from outside: a manifest without a column the model was trained on was
+    # refused, though an empty column is fine; it is that modality absent from every row
+    no_record = tmp_path / "no_record.csv"
+    table.drop(columns=["record"]).assign(
+        image=lambda t: [str(Path(digits).parent / v) for v in t["image"]],
+        audio=lambda t: [str(Path(digits).parent / v) for v in t["audio"]],
+    ).to_csv(no_record, index=False)
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(no_record),
+                                 "--split", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "no column 'record'" in result.stderr and "absent from every row" in result.stderr
+    assert 0 <= json.loads(result.stdout)["accuracy"] <= 1
     result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(digits), "--out",
                                  str(tmp_path / "pred.csv"), "--proba"])
     assert result.exit_code == 0, result.output
@@ -354,3 +372,16 @@ def test_constant_schedule_holds_the_learning_rate_after_warm_up(tmp_path):
     assert max(rates["cosine"]) == pytest.approx(1e-3)  # the same peak after warm-up
     with pytest.raises(ValueError, match="schedule must be one of"):
         Predictor(label="tags", schedule="linear")
+
+
+def test_rows_without_a_label_are_in_the_skip_report(tmp_path):
+    """Found from outside: under on_error="skip" a row with an empty label was left out
+    of training but not listed in skipped_rows.csv, though validate counts it."""
+    df = _coloured(tmp_path, n=24)
+    df.loc[[5, 9], "tags"] = None
+    p = Predictor(label="tags", preset="tiny", path=tmp_path / "run", max_epochs=1).fit(
+        df, tuning=df.iloc[:0], on_error="skip", progress=False)
+    report = pd.read_csv(tmp_path / "run" / "skipped_rows.csv")
+    missing = report[report["kind"] == "missing_label"]
+    assert sorted(missing["row"]) == [5, 9] and set(missing["column"]) == {"tags"}
+    assert {5, 9} <= set(p.skipped_.rows)

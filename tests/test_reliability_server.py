@@ -296,3 +296,48 @@ def test_search_under_concurrent_load_has_no_errors(colour_library):
           f"{np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, errors "
           f"{sum(s != 200 for s in statuses)}")
     assert len(statuses) == 400 and set(statuses) == {200}
+
+
+def test_a_slow_body_times_out_and_slow_clients_cannot_hold_every_slot(colour_library):
+    """Found from outside: a body sent one byte a second was held open with no timeout.
+    A body must arrive whole in ``body_timeout`` seconds (408), and at most
+    ``max_bodies`` may be arriving at once (503 at once for the next)."""
+    app = create_app("photos", colour_library, body_timeout=0.5, max_bodies=1)
+    ctype = (b"content-type", b"multipart/form-data; boundary=b")
+
+    async def run() -> tuple[int, int]:
+        statuses: dict[str, int] = {}
+        release = asyncio.Event()
+
+        def client(name: str, trickle: bool):
+            sent = {"n": 0}
+
+            async def receive():
+                if trickle:  # a byte now and then, far slower than the timeout
+                    if sent["n"]:
+                        await asyncio.wait_for(release.wait(), 30)
+                    sent["n"] += 1
+                    return {"type": "http.request", "body": b"-", "more_body": True}
+                return {"type": "http.request", "body": b"--b--\r\n", "more_body": False}
+
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    statuses[name] = message["status"]
+
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                     "method": "POST", "scheme": "http", "path": "/api/search/image",
+                     "raw_path": b"/api/search/image", "query_string": b"", "root_path": "",
+                     "headers": [ctype], "client": ("127.0.0.1", 1),
+                     "server": ("127.0.0.1", 80)}
+            return app(scope, receive, send)
+
+        slow = asyncio.ensure_future(client("slow", True))
+        await asyncio.sleep(0.1)
+        await client("second", False)  # the one slot is held: refused at once
+        await slow
+        release.set()
+        await client("after", False)  # the slot is free again
+        return statuses
+
+    statuses = asyncio.run(run())
+    assert statuses == {"second": 503, "slow": 408, "after": 422}, statuses

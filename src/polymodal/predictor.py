@@ -391,6 +391,7 @@ class Predictor:
                                   memory_cache_mb=self.memory_cache_mb / 4)
         self.ended_ = fit_run(trainer, lit, train_loader, val_loader if len(t_lab) else None,
                               self.run_dir_, resume=resume)
+        self.train_steps_ = int(trainer.global_step)
         self.model_.cached = set()  # inference runs the live encoders (noise, new files)
         self.model_.eval()
         self.skipped_ = training_skip_report(

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from polymodal.data.errors import MediaError, PolymodalError
 
-out = Console()
+#: soft_wrap: a message is one line however long (a terminal wraps it; a log keeps a
+#: path whole)
+out = Console(soft_wrap=True)
 MAX_PROBLEMS_SHOWN = 50
 #: the width a table is drawn at when the output is no terminal (a log, a pipe): wide
 #: enough that no cell is cut, since a saved log must still name every file whole

@@ -177,7 +177,8 @@ def evaluate_cmd(
     if json_out:
         print(json.dumps(metrics, indent=2))
         return
-    table = Table(title=f"{model} on {manifest}: {scored}")
+    out.print(f"{model} on {manifest}: {scored}")
+    table = Table(title="metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in metrics.items():

@@ -291,6 +291,8 @@ class Pretrainer:
         """Class probabilities of each row's ``column`` (an image, a sound) from its
         similarity to the class names, with no labelled training."""
         self._check_fitted()
+        if not len(classes):
+            raise ValueError("zero-shot classification needs at least one class name")
         m = self._read(data)
         emb = self.embed(m, [self._column(column)])[column]
         classes_emb = self.class_embeddings(classes, text_column=text_column,
@@ -304,7 +306,12 @@ class Pretrainer:
                   ) -> pd.Series:
         """The most similar class name for each row (NaN where the row lacks ``column``)."""
         proba = self.zero_shot_proba(data, column, classes, **kw)
-        return proba.idxmax(axis=1, skipna=True).rename("zero_shot")
+        values = proba.to_numpy()
+        present = ~np.isnan(values).all(axis=1)  # pandas refuses idxmax of an all-NaN row
+        best = np.full(len(values), None, dtype=object)
+        best[present] = np.asarray(proba.columns, dtype=object)[
+            np.nanargmax(values[present], axis=1)] if present.any() else []
+        return pd.Series(best, index=proba.index, name="zero_shot")
 
     def evaluate_zero_shot(self, data: Any, column: str, label: str,
                            classes: Sequence[str] | None = None, **kw: Any) -> dict[str, float]:

@@ -31,8 +31,9 @@ class Deadline(Callback):
     training batches only, so validation and the work before the first batch (feature
     caching, vocabularies) ran past the limit unseen."""
 
-    def __init__(self, deadline: float, grace: float = VALIDATION_GRACE_S) -> None:
-        self.deadline, self.grace = deadline, grace
+    def __init__(self, deadline: float, grace: float | None = None) -> None:
+        self.deadline = deadline
+        self.grace = VALIDATION_GRACE_S if grace is None else grace
         self.reached = False
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
