@@ -56,7 +56,7 @@ def test_generated_requests_get_no_server_error(app):
         _fuzz(operation, seen)
     print("schemathesis:", {op: len(codes) for op, codes in statuses.items()},
           "statuses:", sorted({s for codes in statuses.values() for s in codes}))
-    assert len(statuses) == 8, sorted(statuses)
+    assert len(statuses) == 9, sorted(statuses)
     assert all(statuses.values())
     assert not [s for codes in statuses.values() for s in codes if s >= 500]
 

@@ -32,11 +32,14 @@ def read_metrics(metrics_csv: str | Path) -> pd.DataFrame | None:
     return log
 
 
-def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
+def learning_curves(metrics_csv: str | Path | pd.DataFrame, out: str | Path, *,
+                    chance: float | None = None, title: str = "learning curves"
+                    ) -> Path | None:
     """Loss (and accuracy) per epoch, train and validation, from Lightning's CSV log
-    (every part of a resumed run's, see :func:`read_metrics`)."""
+    (every part of a resumed run's, see :func:`read_metrics`) or a table read from one;
+    ``chance`` draws the accuracy of guessing the most frequent class."""
     out = Path(out)
-    log = read_metrics(metrics_csv)
+    log = metrics_csv if isinstance(metrics_csv, pd.DataFrame) else read_metrics(metrics_csv)
     if log is None or "epoch" not in log:
         return None
     per_epoch = log.groupby("epoch").mean(numeric_only=True)
@@ -49,10 +52,14 @@ def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
             if col in per_epoch and per_epoch[col].notna().any():
                 series = per_epoch[col].dropna()
                 ax.plot(series.index, series.values, marker="o", label=stage)
+        if kind == "accuracy" and chance is not None:
+            ax.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+        ax.set_title(f"{kind} per epoch")
         ax.set_xlabel("epoch")
         ax.set_ylabel(kind)
         ax.legend()
         ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -60,7 +67,7 @@ def learning_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
-                     out: str | Path) -> Path:
+                     out: str | Path, title: str = "confusion matrix") -> Path:
     """Row-normalised confusion matrix with counts."""
     from sklearn.metrics import confusion_matrix as cm
 
@@ -73,6 +80,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    accuracy = float(np.trace(counts) / max(counts.sum(), 1))
+    ax.set_title(f"{title} (accuracy {accuracy:.3f}, {int(counts.sum()):,} rows)")
     if len(classes) <= 20:
         for i in range(len(classes)):
             for j in range(len(classes)):
@@ -85,13 +94,19 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
     return Path(out)
 
 
-def modality_contribution(report: pd.DataFrame, out: str | Path) -> Path:
-    """A bar per setting of a modality report (all, without X, X alone)."""
+def modality_contribution(report: pd.DataFrame, out: str | Path, *,
+                          chance: float | None = None) -> Path:
+    """A bar per setting of a modality report (all, without X, X alone); ``chance``
+    draws the score of guessing."""
     metric = next(c for c in report.columns if c != "setting")
     rows = report[~report["setting"].str.startswith("gate weight")]
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.6))
     ax.barh(rows["setting"], rows[metric], color="tab:blue")
+    if chance is not None:
+        ax.axvline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+        ax.legend(loc="lower right")
     ax.invert_yaxis()
+    ax.set_title(f"what each modality contributes ({metric})")
     ax.set_xlabel(metric)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

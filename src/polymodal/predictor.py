@@ -39,6 +39,8 @@ from polymodal.presets import Preset, encoder_spec, resolve_preset
 #: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
 #: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
 Noise = Mapping[str, float | Callable[[Any], Any]]
+#: the per-epoch metrics of the fit, saved beside the weights
+TRAINING_LOG = "training_log.csv"
 
 
 def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
@@ -71,6 +73,14 @@ def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
     except ValueError:  # a class absent from this set
         pass
     return out
+
+
+def _majority_share(targets: list[Any]) -> float | None:
+    """The accuracy of always guessing the most frequent class (the chance line)."""
+    if not targets:
+        return None
+    counts = np.unique(np.asarray([int(t) for t in targets]), return_counts=True)[1]
+    return float(counts.max() / counts.sum())
 
 
 def _labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
@@ -348,6 +358,9 @@ class Predictor:
             if not enc.is_fitted:
                 enc.fit(decoded_cells(m, c, on_error))
         m_lab, unlabelled = _labelled(m, self.label)
+        self.chance_ = _majority_share([self._target(m_lab.label(i)) for i in range(len(m_lab))]
+                                       ) if self.problem_type_ in ("binary", "multiclass") \
+            else None
         t_lab, tune_unlabelled = _labelled(tune, self.label)
         label_problems += unlabelled + tune_unlabelled
         self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -481,17 +494,20 @@ class Predictor:
 
     def plot(self, data: Any, out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
         """Write learning curves, the confusion matrix (classification) and the modality
-        contribution as PNG files (default: the run folder); returns their paths."""
+        contribution as PNG files (default: the run folder); returns their paths. The
+        learning curves come from the run's log, or from the ``training_log.csv`` saved
+        with the model."""
         from polymodal import plots
 
         self._check_fitted()
         folder = Path(out_dir or getattr(self, "run_dir_", "."))
         folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        run = getattr(self, "run_dir_", None)
-        if run is not None:
-            curve = plots.learning_curves(Path(run) / "logs" / "metrics.csv",
-                                          folder / "learning_curves.png")
+        chance = getattr(self, "chance_", None)
+        log = self.training_log()
+        if log is not None:
+            curve = plots.learning_curves(log, folder / "learning_curves.png", chance=chance,
+                                          title=f"learning curves: {self.label}")
             if curve is not None:
                 written.append(curve)
         if self.problem_type_ in ("binary", "multiclass"):
@@ -501,14 +517,24 @@ class Predictor:
             y = np.array([self._target(m.label(i)) for i in keep])
             written.append(plots.confusion_matrix(y, proba.argmax(axis=1),
                                                   [str(c) for c in self.classes_],
-                                                  folder / "confusion_matrix.png"))
-        written.append(plots.modality_contribution(self.modality_report(data),
-                                                   folder / "modality_contribution.png"))
+                                                  folder / "confusion_matrix.png",
+                                                  title=f"confusion matrix: {self.label}"))
+        report = self.modality_report(data)
+        written.append(plots.modality_contribution(
+            report, folder / "modality_contribution.png",
+            chance=chance if "accuracy" in report.columns else None))
         return written
 
-    def embed(self, data: Any) -> np.ndarray:
-        """The fused representation of each row, (N, d)."""
-        return self._outputs(data, embed=True)[0]
+    def training_log(self) -> pd.DataFrame | None:
+        """The metrics of every epoch of the fit (its run's log, or the copy saved with
+        the model), or None."""
+        from polymodal.plots import read_metrics
+
+        run = getattr(self, "run_dir_", None)
+        if run is not None and (Path(run) / "logs").is_dir():
+            return read_metrics(Path(run) / "logs" / "metrics.csv")
+        saved = getattr(self, "saved_log_", None)
+        return pd.read_csv(saved) if saved is not None and Path(saved).is_file() else None
 
     def modality_report(self, data: Any) -> pd.DataFrame:
         """The main metric with each column removed and with each column alone, and the
@@ -565,8 +591,18 @@ class Predictor:
             "encoders": {c: {"name": n, "options": o} for c, (n, o) in self.encoder_specs_.items()},
             "preset": self.preset, "seed": self.seed,
             "init_from": getattr(self, "init_from_", None),
+            "chance": getattr(self, "chance_", None),
         }
-        return write_checkpoint(path, self.model_, config)
+        folder = write_checkpoint(path, self.model_, config)
+        log = self.training_log()
+        if log is not None:  # the learning curves travel with the model
+            from polymodal import plots
+
+            log.to_csv(folder / TRAINING_LOG, index=False)
+            plots.learning_curves(log, folder / "learning_curves.png",
+                                  chance=getattr(self, "chance_", None),
+                                  title=f"learning curves: {self.label}")
+        return folder
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -596,4 +632,6 @@ class Predictor:
         p.model_ = p._make_model()
         load_weights(p.model_, state, extra, path)
         p.model_.eval()
+        p.chance_ = config.get("chance")  # absent from models saved before it
+        p.saved_log_ = Path(path) / TRAINING_LOG
         return p

@@ -83,9 +83,15 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
         model = target(**settings)
         train = fit_args.pop("train")
         if not isinstance(train, Manifest):
-            print_schema(Manifest.read(train, label=settings.get("label"),  # type: ignore[arg-type]
-                                       roles=settings.get("roles")),  # type: ignore[arg-type]
-                         title=f"columns of {train} (change with --role COLUMN=ROLE)")
+            m = Manifest.read(train, label=settings.get("label"),  # type: ignore[arg-type]
+                              roles=settings.get("roles"))  # type: ignore[arg-type]
+            print_schema(m, title=f"columns of {train} (change with --role COLUMN=ROLE)")
+            unused = [f"{c} ({spec.role.value})" for c, spec in m.schema.columns.items()
+                      if spec.role.value in ("numeric", "categorical")]
+            if unused:
+                out.print(f"not used as features: {', '.join(unused)}; models learn from "
+                          "text, image and audio columns (--role COLUMN=text reads a "
+                          "column as words)")
         model.fit(train, fit_args.pop("tuning", None), **fit_args)
     if getattr(model, "ended_", "") == "time limit":
         out.print(f"[yellow]stopped at the time limit[/] ({fit_args.get('time_limit')} s); "

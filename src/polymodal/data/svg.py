@@ -46,15 +46,21 @@ def read_svg_bytes(path: Path, limits: MediaLimits) -> bytes:
 
 def inflate_bounded(data: bytes, limit: int, *, what: str = "gzip stream") -> bytes:
     """A gzip (or zlib) stream inflated to at most ``limit`` bytes; a stream that would
-    inflate further, or that holds another compressed stream, is ``too_large``."""
-    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+    inflate further, or that holds another compressed stream, is ``too_large``. The size
+    is counted first, 64 KiB at a time, so a bomb costs a few MB however far it would
+    inflate; only a stream within the limit is inflated whole."""
+    counter = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+    size, pending = 0, data
     try:
-        out = inflater.decompress(data, limit + 1)
+        while pending and not counter.eof:
+            size += len(counter.decompress(pending, 65536))
+            pending = counter.unconsumed_tail
+            if size > limit:
+                raise MediaError(f"{what} inflates past the limit of {limit:,} bytes "
+                                 "(a decompression bomb?)", kind="too_large")
+        out = zlib.decompressobj(wbits=47).decompress(data, limit + 1)
     except zlib.error as exc:
         raise MediaError(f"{what} is damaged ({exc})", kind="unreadable") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise MediaError(f"{what} inflates past the limit of {limit:,} bytes "
-                         "(a decompression bomb?)", kind="too_large")
     if out.startswith(GZIP_MAGIC):
         raise MediaError(f"{what} holds another compressed stream (a nested bomb?)",
                          kind="too_large")

@@ -31,6 +31,8 @@ from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorS
 CONFIG = "library.yaml"
 #: the last index run's bad cells, one CSV line each (row, column, kind, reason, path)
 SKIPPED = "skipped_rows.csv"
+#: what a library can be searched by
+MODALITIES = ("image", "audio", "text")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 THUMBNAIL_SIZE = 256
 
@@ -505,15 +507,22 @@ class Library:
             raise ValueError("the query is empty: ask in words, or give a picture or a sound")
         return self.model.embed_values(self.tower("text"), [text])[0], "text"
 
-    def search(self, query: Any, k: int = 10, modality: str | None = None) -> list[Hit]:
+    def search(self, query: Any, k: int = 10, modality: str | None = None,
+               min_score: float | None = None) -> list[Hit]:
         """The ``k`` items nearest to ``query``, best first; an item found through
         several facets (its picture and its caption) counts once, at its best score.
-        ``modality`` restricts the facets searched ("image": pictures only)."""
+        ``modality`` restricts the facets searched ("image": pictures only);
+        ``min_score`` leaves out hits at or below it (0: nothing less similar than an
+        unrelated item), so "nothing close" is an empty list, not the least bad ones."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if modality is not None and modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; use one of {list(MODALITIES)}")
         vector, _kind = self.embed_query(query)
         hits: dict[str, Hit] = {}
         for r in self.store.search(vector, k * 4, modality):
+            if min_score is not None and r["score"] <= min_score:
+                continue
             item = f"{r['source']}::{r['item']}"
             if item not in hits or r["score"] > hits[item].score:
                 hits[item] = Hit(item=r["item"], key=r["key"], score=r["score"],
@@ -596,7 +605,30 @@ class Library:
                                 f"{float(proba.max()):.2f})", evidence, "vqa")
 
     def __len__(self) -> int:
+        """How many facets the library stores (an item has one per indexed column)."""
         return self.store.count()
+
+    def item_count(self) -> int:
+        """How many items (rows of the sources indexed) the library holds."""
+        return len({key.rsplit("::", 1)[0] for key in self.store.contents()})
+
+    def modalities(self) -> list[str]:
+        """The modalities the library's model embeds, so can be searched with."""
+        return self._modalities()
+
+    def sample(self, k: int = 12) -> list[Hit]:
+        """Up to ``k`` items of the library, pictures first (score 0: nothing was
+        searched), for a first look at what it holds."""
+        seen: dict[str, Hit] = {}
+        for modality in ("image", "audio", "text"):
+            for r in self.store.sample(4 * k, modality):
+                item = f"{r['source']}::{r['item']}"
+                if item not in seen and len(seen) < k:
+                    seen[item] = Hit(item=r["item"], key=r["key"], score=0.0,
+                                     column=r["column"], modality=r["modality"],
+                                     path=r["path"], text=r["text"],
+                                     thumbnail=r["thumbnail"], metadata=r["metadata"])
+        return list(seen.values())
 
     def media_path(self, key: str) -> Path | None:
         """The original file of an indexed facet, looked up by its key (so a URL can

@@ -49,6 +49,11 @@ class VectorStore(ABC):
     def get(self, key: str) -> dict[str, Any] | None:
         """The record with this key (without its vector), or None."""
 
+    @abstractmethod
+    def sample(self, n: int, modality: str | None = None) -> list[dict[str, Any]]:
+        """Up to ``n`` records (without vectors), of one modality if given: what a
+        library holds, shown before anything is searched."""
+
 
 def _escape(value: str) -> str:
     return value.replace("'", "''")
@@ -180,6 +185,14 @@ class LanceStore(VectorStore):
                 .limit(1).to_list())
         return _unrow(rows[0]) if rows else None
 
+    def sample(self, n: int, modality: str | None = None) -> list[dict[str, Any]]:
+        if not self._opened() or n < 1:
+            return []
+        query = self.table.search().select(list(FIELDS))
+        if modality is not None:
+            query = query.where(f"modality = '{_escape(modality)}'")
+        return [_unrow(r) for r in query.limit(n).to_list()]
+
 
 class MilvusStore(VectorStore):
     """A Milvus collection: ``uri`` is a local file (milvus-lite, in process) or a
@@ -242,6 +255,14 @@ class MilvusStore(VectorStore):
     def get(self, key: str) -> dict[str, Any] | None:
         rows = self.client.get(self.COLLECTION, ids=[key], output_fields=list(FIELDS))
         return _unrow(rows[0]) if rows else None
+
+    def sample(self, n: int, modality: str | None = None) -> list[dict[str, Any]]:
+        if n < 1:
+            return []
+        expr = f'modality == "{_quote(modality)}"' if modality is not None else 'key != ""'
+        rows = self.client.query(self.COLLECTION, filter=expr, limit=n,
+                                 output_fields=list(FIELDS))
+        return [_unrow(r) for r in rows]
 
     def drop(self) -> None:
         """Drop the library's collection (a library deleted or given a new model)."""

@@ -205,7 +205,16 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "library": library, "facets": len(lib)}
+        """Liveness, and what the page needs before a key is typed: the library's name,
+        its size, what its model can be searched with, whether a key is required."""
+        return {"status": "ok", "library": library, "items": lib.item_count(),
+                "facets": len(lib), "modalities": lib.modalities(),
+                "key_required": bool(api_key)}
+
+    @app.get("/api/items", dependencies=guarded)
+    def items(k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict[str, Any]:
+        """A first look at the library: up to ``k`` of its items, pictures first."""
+        return {"hits": [_hit(h) for h in lib.sample(k)]}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -213,19 +222,22 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
 
     @app.get("/api/search", dependencies=guarded)
     def search(q: Annotated[str, Query(max_length=1000)], k: Annotated[int, Query(ge=1, le=100)]
-               = 10, modality: str | None = None) -> dict[str, Any]:
-        """Items nearest to the words ``q``."""
+               = 10, modality: str | None = None,
+               min_score: Annotated[float | None, Query(ge=-1, le=1)] = None
+               ) -> dict[str, Any]:
+        """Items nearest to the words ``q``; with ``min_score``, only hits above it
+        (an empty list says nothing is close)."""
         try:
-            hits = lib.search(q, k, modality)
+            hits = lib.search(q, k, modality, min_score=min_score)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"query": q, "hits": [_hit(h) for h in hits]}
 
-    def search_upload(kind: str, file: UploadFile, k: int, modality: str | None
-                      ) -> dict[str, Any]:
+    def search_upload(kind: str, file: UploadFile, k: int, modality: str | None,
+                      min_score: float | None = None) -> dict[str, Any]:
         query = _decode_upload(_read_upload(file, max_upload_bytes), kind, file.filename)
         try:
-            hits = lib.search(query, k, modality or None)
+            hits = lib.search(query, k, modality or None, min_score=min_score)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"query": file.filename, "hits": [_hit(h) for h in hits]}
@@ -233,16 +245,20 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
     @app.post("/api/search/image", dependencies=guarded)
     def search_image(file: Annotated[UploadFile, File()],
                      k: Annotated[int, Form(ge=1, le=100)] = 10,
-                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+                     modality: Annotated[str | None, Form()] = None,
+                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
+                     ) -> dict[str, Any]:
         """Items nearest to an uploaded picture."""
-        return search_upload("image", file, k, modality)
+        return search_upload("image", file, k, modality, min_score)
 
     @app.post("/api/search/audio", dependencies=guarded)
     def search_audio(file: Annotated[UploadFile, File()],
                      k: Annotated[int, Form(ge=1, le=100)] = 10,
-                     modality: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+                     modality: Annotated[str | None, Form()] = None,
+                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
+                     ) -> dict[str, Any]:
         """Items nearest to an uploaded sound (find the picture of this sound)."""
-        return search_upload("audio", file, k, modality)
+        return search_upload("audio", file, k, modality, min_score)
 
     @app.get("/api/ask", dependencies=guarded)
     def ask(q: Annotated[str, Query(max_length=1000)],

@@ -21,6 +21,7 @@ from polymodal.data.dataset import Batch
 from polymodal.data.errors import SkipReport
 from polymodal.model import MultimodalModel
 from polymodal.objectives import supervised_loss
+from polymodal.training.report import EpochLines, is_terminal, quiet_lightning
 from polymodal.training.run import Deadline
 
 SCHEDULES = ("cosine", "constant")
@@ -352,6 +353,10 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
     ]
     if patience is not None and has_validation:
         callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=patience))
+    quiet_lightning()
+    bar = progress and is_terminal()  # in a log or a pipe: a line per epoch instead
+    if progress and not bar:
+        callbacks.append(EpochLines())
     if precision is None:
         precision = default_precision()
     multi = devices not in (1, "1") and devices != [0]
@@ -361,5 +366,5 @@ def make_trainer(run_dir: str | Path, *, max_epochs: int, patience: int | None =
                 TensorBoardLogger(run_dir, name="tensorboard", version="")],
         devices=devices,
         accelerator=accelerator, strategy="ddp" if multi else "auto", precision=precision,
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        enable_progress_bar=bar, enable_model_summary=False, log_every_n_steps=1,
         deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()])
