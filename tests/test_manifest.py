@@ -95,8 +95,29 @@ def test_folder_manifest_groups_files_by_stem_with_label_from_subfolder(media, t
 
 
 def test_bad_manifests_have_clear_errors(tmp_path):
-    with pytest.raises(ManifestError, match="manifest not found"):
+    with pytest.raises(ManifestError, match="does not exist"):
         Manifest.read(tmp_path / "missing.csv")
+    with pytest.raises(ManifestError, match="nope does not exist"):  # not "format ''"
+        Manifest.read(tmp_path / "nope")
+
+
+def test_a_row_with_extra_fields_is_a_located_error(tmp_path):
+    """Found by a new user: a row with two extra fields became a phantom row and every
+    later row number was off by one, and training accepted the file."""
+    bad = tmp_path / "extra.csv"
+    bad.write_text("image,label\na.png,cat\nb.png,dog,x,y\nc.png,cow\n")
+    with pytest.raises(ManifestError, match=r"row 1 \(line 3 of the file\) has 4 fields "
+                                            r"where the header names 2"):
+        Manifest.read(bad)
+    first = tmp_path / "first.csv"  # on the first row pandas made it an index
+    first.write_text("image,label\na.png,cat,x,y\nb.png,dog\n")
+    with pytest.raises(ManifestError, match="row 0"):
+        Manifest.read(first)
+    quoted = tmp_path / "quoted.csv"  # a separator inside quotes is a value
+    quoted.write_text('image,label\n"a,1.png",cat\nb.png\n')
+    m = Manifest.read(quoted)  # a short row lacks its last cells
+    assert len(m) == 2 and m.table["image"].tolist() == ["a,1.png", "b.png"]
+    assert m.value(1, "label") is None
     (tmp_path / "m.xlsx").write_text("x")
     with pytest.raises(ManifestError, match="unknown manifest format"):
         Manifest.read(tmp_path / "m.xlsx")

@@ -57,8 +57,10 @@ def test_modality_report_and_gate_weights(fitted, digits):
 def test_saved_model_predicts_exactly_as_before(fitted, digits, tmp_path):
     fitted.save(tmp_path / "model")
     assert {p.name for p in (tmp_path / "model").iterdir()} == {
-        "config.yaml", "model.safetensors", "encoder_state.json"}
+        "config.yaml", "model.safetensors", "encoder_state.json",
+        "training_log.csv", "learning_curves.png"}  # the fit's curves travel with it
     loaded = Predictor.load(tmp_path / "model")
+    assert loaded.training_log() is not None and loaded.chance_ == fitted.chance_
     pd.testing.assert_frame_equal(loaded.predict_proba(digits), fitted.predict_proba(digits))
     weights = tmp_path / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated by a crash, say
@@ -385,3 +387,15 @@ def test_rows_without_a_label_are_in_the_skip_report(tmp_path):
     missing = report[report["kind"] == "missing_label"]
     assert sorted(missing["row"]) == [5, 9] and set(missing["column"]) == {"tags"}
     assert {5, 9} <= set(p.skipped_.rows)
+
+
+def test_a_class_only_in_the_tuning_rows_is_a_known_class(tmp_path):
+    """Found running the README: a random 10% hold-out of a small manifest took every
+    row of one class, and the first validation batch failed on "not one of the known
+    classes". The classes are those of the training and tuning rows together."""
+    df = _coloured(tmp_path, n=24)
+    df["kind"] = ["warm"] * 12 + ["cool"] * 11 + ["rare"]
+    p = Predictor(label="kind", preset="tiny", path=tmp_path / "run", max_epochs=1).fit(
+        df.iloc[:23], tuning=df.iloc[21:], progress=False)
+    assert p.classes_ == ["cool", "rare", "warm"]
+    assert set(p.predict_proba(df).columns) == {"cool", "rare", "warm"}

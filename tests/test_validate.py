@@ -114,4 +114,4 @@ def test_cli_validate_exit_code_table_and_report(mixed_manifest, tmp_path):
     assert result.exit_code == 0, result.output
     assert '"bad_rows": 0' in result.output
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.csv")])
-    assert result.exit_code == 2 and "manifest not found" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -75,6 +75,27 @@ def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
     return out
 
 
+def _pretrained_columns(init_from: str | os.PathLike[str], columns: list[str]) -> list[str]:
+    """Fine-tuning from a checkpoint without ``modalities``: the columns it has encoders
+    for, said when that leaves some out (a tuxpaint pretraining of pictures and captions
+    fine-tunes those two, not its sounds)."""
+    from polymodal.checkpoint import read_checkpoint
+
+    saved = (read_checkpoint(init_from, "checkpoint to initialise from")[0]
+             .get("encoders") or {})
+    covered = [c for c in columns if c in saved]
+    if not covered:
+        raise ValueError(f"{init_from} has encoders for {sorted(saved)}, none of this "
+                         f"manifest's columns {columns}; pretrain on them first")
+    if len(covered) < len(columns):
+        from polymodal.progress import console
+
+        console.print(f"fine-tuning the columns {init_from} was pretrained on: "
+                      f"{', '.join(covered)} (not {', '.join(sorted(set(columns) - set(covered)))};"
+                      " modalities=[...] chooses)")
+    return covered
+
+
 def _majority_share(targets: list[Any]) -> float | None:
     """The accuracy of always guessing the most frequent class (the chance line)."""
     if not targets:
@@ -194,8 +215,11 @@ class Predictor:
                                 f"manifest; columns: {list(m.table.columns)}")
         return m
 
-    def _columns(self, m: Manifest) -> list[str]:
+    def _columns(self, m: Manifest, init_from: str | os.PathLike[str] | None = None
+                 ) -> list[str]:
         cols = m.select_modality_columns(self.modalities)
+        if init_from is not None and self.modalities is None:
+            cols = _pretrained_columns(init_from, cols)
         if not cols:
             raise ValueError(f"{m.source} has no image, audio or text column to learn from")
         for c in cols:
@@ -332,22 +356,27 @@ class Predictor:
             tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
             label_problems += tune_problems
         y = self._label_values(m)
-        self.problem_type_ = self._infer_problem(y)
+        # the labels of the tuning rows too: a class that a small random hold-out took
+        # whole out of the training rows is still a class the model knows (and is
+        # scored on), not an error at the first validation batch
+        both = pd.concat([y, tune.table[self.label]], ignore_index=True) if self.label in \
+            tune.table.columns else y
+        self.problem_type_ = self._infer_problem(both)
         if self.problem_type_ == "regression":
             self.classes_: list[Any] = []
         else:
             if self.problem_type_ == "multilabel":
-                labels = {str(x).strip() for v in y.dropna() for x in
+                labels = {str(x).strip() for v in both.dropna() for x in
                           (v if isinstance(v, list) else str(v).split("|"))}
             else:
-                labels = {str(v) for v in y.dropna()}
+                labels = {str(v) for v in both.dropna()}
             if len(labels) < 2:
                 raise ValueError(f"label column {self.label!r} has one class only "
                                  f"({sorted(labels)}); a classifier needs two or more")
             self.classes_ = sorted(labels, key=lambda v: (len(v), v) if v.isdigit() else
                                    (0, v))
         self.class_index_ = {c: i for i, c in enumerate(self.classes_)}
-        self.columns_ = self._columns(m)
+        self.columns_ = self._columns(m, init_from)
         preset = self._preset()
         self.batch_size_ = self.batch_size or preset.batch_size
         L.seed_everything(self.seed, workers=True, verbose=False)
@@ -535,6 +564,10 @@ class Predictor:
             return read_metrics(Path(run) / "logs" / "metrics.csv")
         saved = getattr(self, "saved_log_", None)
         return pd.read_csv(saved) if saved is not None and Path(saved).is_file() else None
+
+    def embed(self, data: Any) -> np.ndarray:
+        """The fused representation of each row, (N, d)."""
+        return self._outputs(data, embed=True)[0]
 
     def modality_report(self, data: Any) -> pd.DataFrame:
         """The main metric with each column removed and with each column alone, and the

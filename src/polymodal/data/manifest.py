@@ -67,20 +67,44 @@ class DecodeOptions:
     limits: MediaLimits = field(default_factory=lambda: DEFAULT_LIMITS)
 
 
+def _check_field_counts(path: Path, sep: str) -> None:
+    """A row with more fields than the header names is a located error: pandas would
+    make the extra fields an index (a phantom row, every later row number off by one)
+    or fail with a parser message. A row with fewer lacks its last cells (empty)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            return
+        n = len(header)
+        for row, fields in enumerate(reader):
+            if len(fields) > n:
+                raise ManifestError(
+                    f"{path}: row {row} (line {reader.line_num} of the file) has "
+                    f"{len(fields)} fields where the header names {n} "
+                    f"({', '.join(header)}); a value that holds {sep!r} needs quotes")
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a manifest table by its suffix; a failure names the file and the cause."""
+    if not path.exists():
+        raise ManifestError(f"{path} does not exist (give a manifest file or a folder of "
+                            "media)")
     kind = TABLE_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ManifestError(f"{path}: unknown manifest format {path.suffix!r}; use one of "
                             f"{sorted(TABLE_SUFFIXES)} or a folder of files")
-    if not path.exists():
-        raise ManifestError(f"{path}: manifest not found")
     try:
         if kind in ("csv", "tsv"):
             sep = "," if kind == "csv" else "\t"
+            _check_field_counts(path, sep)
             header = pd.read_csv(path, sep=sep, encoding="utf-8-sig", nrows=0).columns
             ids = {c: str for c in header if _looks_like_id(str(c))}  # keep "0007" as is
-            return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=ids)
+            # index_col=False: extra fields never become an index that shifts every row
+            return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=ids,
+                               index_col=False)
         if kind == "parquet":
             return pd.read_parquet(path)
         return pd.read_json(path, lines=kind == "jsonl", orient="records", dtype=False)
