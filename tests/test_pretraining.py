@@ -208,9 +208,14 @@ def test_checkpoint_from_another_encoder_set_is_refused(pretrained, colours, tmp
              "caption": pretrained_roles(colours)["caption"]}
     with pytest.raises(ValueError, match="pretrained with encoder"):
         pretrained_encoders(ckpt, ["caption"], roles, {"text": "tfidf"})
-    with pytest.raises(ValueError, match="not for"):
-        Predictor(label="colour", preset="tiny").fit(
-            colours.assign(extra="more words here"), init_from=ckpt, progress=False)
+    extra = colours.assign(extra="more words here")
+    with pytest.raises(ValueError, match="not for"):  # asked for a column it lacks
+        Predictor(label="colour", preset="tiny", modalities=["image", "caption", "extra"]
+                  ).fit(extra, init_from=ckpt, progress=False)
+    # not asked: the columns the pretraining covers, said (the README's tuxpaint case)
+    p = Predictor(label="colour", preset="tiny", max_epochs=1).fit(extra, init_from=ckpt,
+                                                                   progress=False)
+    assert p.columns_ == ["caption", "image"]
     with pytest.raises(ValueError, match="no such folder"):
         Predictor(label="colour", preset="tiny").fit(colours, init_from=tmp_path / "nope",
                                                      progress=False)

@@ -57,7 +57,10 @@ def handled(bad_row_hint: str = "--on-error skip goes on and reports such rows"
 def print_table(table: Table) -> None:
     """A table on stdout: fitted to a terminal, drawn whole (never a cut cell) in a
     log or a pipe."""
-    out.print(table, width=None if sys.stdout.isatty() else LOG_WIDTH, crop=False)
+    if sys.stdout.isatty():
+        out.print(table)
+    else:  # a console as wide as any line: rich caps print(width=) at its own width
+        Console(file=sys.stdout, width=LOG_WIDTH, soft_wrap=True).print(table)
 
 
 def parse_roles(pairs: list[str] | None) -> dict[str, str]:
