@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from polymodal.library import LanceStore, Library, check_name, compose_answer
-from polymodal.library.library import Hit
+from polymodal.library.results import Hit
 
 
 @pytest.fixture()

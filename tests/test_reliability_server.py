@@ -19,7 +19,7 @@ from PIL import Image
 from schemathesis.checks import not_a_server_error
 
 from polymodal.serve import create_app
-from polymodal.serve.app import FORM_OVERHEAD_BYTES, OPEN_PATHS
+from polymodal.serve.guard import FORM_OVERHEAD_BYTES, OPEN_PATHS
 
 LIMIT = 4096  # the upload limit of the apps below
 

@@ -87,7 +87,7 @@ def run_demo(folder: str | Path, *, console: Console | None = None, quick: bool 
     ``quick`` runs every step on tiny data with one epoch (for tests)."""
     from polymodal.library import Library
     from polymodal.library.builtin import builtin_model
-    from polymodal.library.library import library_home
+    from polymodal.library.folders import library_home
     from polymodal.predictor import Predictor
     from polymodal.pretraining import Pretrainer
 

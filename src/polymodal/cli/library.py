@@ -50,7 +50,7 @@ def index_cmd(
     Example: polymodal index ~/Pictures/stamps --library stamps
     """
     from polymodal.library import Library
-    from polymodal.library.library import library_home
+    from polymodal.library.folders import library_home
 
     with handled():
         if not Path(source).expanduser().exists():
@@ -227,7 +227,7 @@ def library_list(
                                               show_default=ROOT_DEFAULT)] = None,
 ) -> None:
     """The libraries in ROOT, with their models and backends."""
-    from polymodal.library.library import list_libraries
+    from polymodal.library.folders import list_libraries
 
     table = Table(title="libraries")
     for col in ("name", "model", "backend", "folder"):

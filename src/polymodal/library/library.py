@@ -15,7 +15,6 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,110 +25,19 @@ from PIL import Image
 from polymodal.data import Manifest
 from polymodal.data.errors import MediaError, PolymodalError, SkipReport
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
+from polymodal.library.folders import CONFIG, check_name, library_home, read_config
+from polymodal.library.results import Answer, Hit, IndexReport
 from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
-CONFIG = "library.yaml"
 #: the last index run's bad cells, one CSV line each (row, column, kind, reason, path)
 SKIPPED = "skipped_rows.csv"
 #: what a library can be searched by
 MODALITIES = ("image", "audio", "text")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 THUMBNAIL_SIZE = 256
-
-
-def library_home() -> Path:
-    """Where libraries live: ``$POLYMODAL_LIBRARIES``, else
-    ``~/.local/share/polymodal/libraries``."""
-    env = os.environ.get("POLYMODAL_LIBRARIES")
-    return Path(env) if env else Path.home() / ".local" / "share" / "polymodal" / "libraries"
-
-
-def list_libraries(root: str | os.PathLike[str] | None = None
-                   ) -> list[tuple[str, dict[str, Any], Path]]:
-    """(name, settings, folder) of every library in ``root``, by name."""
-    home = Path(root or library_home())
-    found = []
-    for config in sorted(home.glob(f"*/{CONFIG}")):
-        try:
-            found.append((config.parent.name, _read_config(config), config.parent))
-        except ValueError:
-            found.append((config.parent.name, {"model": "(damaged library.yaml)"},
-                          config.parent))
-    return found
-
-
-def check_name(name: str) -> str:
-    """A library name is one path component of letters, digits, ``_ . -``."""
-    if not NAME.match(name or "") or name in (".", "..") or ".." in name:
-        raise ValueError(f"invalid library name {name!r}: use letters, digits, '_', '.', "
-                         "'-' (no '/' or '..', at most 64 characters)")
-    return name
 
 
 class LibraryBusy(PolymodalError, RuntimeError):
     """Another process is indexing this library (one indexer at a time)."""
-
-
-@dataclass
-class Hit:
-    """One item found: its best-matching facet and what to show of it."""
-
-    item: str
-    key: str
-    score: float
-    column: str
-    modality: str
-    path: str
-    text: str
-    thumbnail: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Answer:
-    """An answer in words and the items it rests on."""
-
-    question: str
-    answer: str
-    evidence: list[Hit]
-    method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answer": self.answer, "method": self.method,
-                "evidence": [h.to_dict() for h in self.evidence]}
-
-
-@dataclass
-class IndexReport:
-    """What an index run did. ``problems`` are the messages of the bad cells left out
-    (each names its manifest, row, column and file); ``skipped`` holds them as a
-    :class:`~polymodal.data.errors.SkipReport`, written to the library folder's
-    ``skipped_rows.csv``."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    problems: list[str] = field(default_factory=list)
-    skipped: SkipReport = field(default_factory=SkipReport)
-    #: column -> (its modality, the cells it holds) for columns of a modality the
-    #: library's model does not embed; each cell is in ``skipped`` too
-    left_out: dict[str, tuple[str, int]] = field(default_factory=dict)
-    embeds: list[str] = field(default_factory=list)
-
-    def skip(self, err: MediaError) -> None:
-        """Record a bad cell that was left out."""
-        self.problems.append(str(err))
-        self.skipped.add(err)
-
-    def left_out_lines(self) -> list[str]:
-        """One line per column left out because the model cannot embed it."""
-        return [f"{n:,} {modality} cells of column {column!r}: the library's model "
-                f"embeds {' and '.join(self.embeds)}, not {modality}"
-                for column, (modality, n) in self.left_out.items() if n]
 
 
 class Library:
@@ -146,7 +54,7 @@ class Library:
             raise FileNotFoundError(f"no library {name!r} in {self.folder.parent}; make it "
                                     f"with `polymodal index PATH --library {name} --model "
                                     "MODEL` or Library.create")
-        self.config = _read_config(config_path)
+        self.config = read_config(config_path)
         self._model: Any = None
         self._store: VectorStore | None = None
         # the model and store load on first use; a server's first requests come at once
@@ -181,7 +89,7 @@ class Library:
         model = str(resolve_model(model).resolve())
         config_path = folder / CONFIG
         if config_path.exists():
-            config = _read_config(config_path)
+            config = read_config(config_path)
             if config["model"] == model and config["backend"] == backend:
                 return cls(name, root)
             existing = cls(name, root)
@@ -669,21 +577,6 @@ class Library:
 #: the only names a thumbnail has: the first two hex digits of its content hash,
 #: then the hash (see ``Library._thumbnail``)
 _THUMBNAIL_NAME = re.compile(r"thumbnails/[0-9a-f]{2}/[0-9a-f]{40}\.jpg")
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    """A library's settings; a damaged file (half-written, edited by hand) is a clear
-    error, not a crash later."""
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is damaged and cannot be read ({exc}); re-create the "
-                         "library or restore the file") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model"), str) or \
-            config.get("backend") not in ("lancedb", "milvus"):
-        raise ValueError(f"{path} is damaged: it does not name the library's model and "
-                         "backend; re-create the library or restore the file")
-    return config
 
 
 def _text_or_none(m: Manifest, row: int, column: str) -> str | None:
