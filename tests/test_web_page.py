@@ -35,6 +35,16 @@ def browser():
         b.close()
 
 
+def _search_says(page, query: str, text: str) -> None:
+    """Search ``query`` on the page: the status says ``text`` and no card is left."""
+    from playwright.sync_api import expect
+
+    page.fill("#query", query)
+    page.click("#search-button")
+    expect(page.locator("#status")).to_contain_text(text)
+    assert page.locator("#results .card").count() == 0
+
+
 def _scores(page) -> list[float]:
     texts = page.locator("#results .card .score").all_inner_texts()
     return [float(t.split()[-1]) for t in texts]
@@ -85,10 +95,7 @@ def test_search_upload_and_ask_in_a_browser(server, browser, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     # an error clears the results of the search before it (no stale results under it)
-    page.fill("#query", " ")
-    page.click("#search-button")
-    expect(page.locator("#status")).to_contain_text("empty")
-    assert cards.count() == 0
+    _search_says(page, " ", "empty")
     page.close()
 
 
@@ -107,10 +114,7 @@ def test_a_link_with_q_searches_and_nothing_close_says_so(server, browser):
     page.route("**/api/search?*", lambda route: route.fulfill(
         status=200, content_type="application/json",
         body=json.dumps({"query": "x", "hits": []})))
-    page.fill("#query", "a spaceship")
-    page.click("#search-button")
-    expect(page.locator("#status")).to_contain_text("Nothing in the library is close")
-    assert cards.count() == 0
+    _search_says(page, "a spaceship", "Nothing in the library is close")
     page.close()
 
 

@@ -63,6 +63,25 @@ def print_table(table: Table) -> None:
         Console(file=sys.stdout, width=LOG_WIDTH, soft_wrap=True).print(table)
 
 
+def print_frame(frame: Any, json_out: bool) -> None:
+    """A result table on stdout: JSON records, or text with three decimals."""
+    if json_out:
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        out.print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def resolve_model_said(model: str) -> Path:
+    """The folder of a model given by folder or builtin name (made if needed), said on
+    stderr (stdout stays the result), as every command that takes a model does."""
+    from polymodal.library.builtin import resolve_model
+    from polymodal.progress import console
+
+    folder = resolve_model(model)
+    console.print(f"model: {model}" + (f" ({folder})" if str(folder) != model else ""))
+    return folder
+
+
 def parse_roles(pairs: list[str] | None) -> dict[str, str]:
     """``COLUMN=ROLE`` pairs as a mapping (``--role`` of several commands)."""
     roles = {}

@@ -11,7 +11,14 @@ import typer
 from rich.table import Table
 
 from polymodal.cli.app import app, library_app
-from polymodal.cli.common import handled, out, parse_roles, print_table
+from polymodal.cli.common import (
+    handled,
+    out,
+    parse_roles,
+    print_frame,
+    print_table,
+    resolve_model_said,
+)
 
 ROOT_HELP = "where libraries live"
 ROOT_DEFAULT = "$POLYMODAL_LIBRARIES or ~/.local/share/polymodal/libraries"
@@ -205,20 +212,13 @@ def recommend_cmd(
     import pandas as pd
 
     from polymodal.apps import Recommender
-    from polymodal.library.builtin import resolve_model
-    from polymodal.progress import console
 
     with handled():
-        name = model or _default_model()
-        folder = resolve_model(name)
-        console.print(f"model: {name}" + (f" ({folder})" if str(folder) != name else ""))
+        folder = resolve_model_said(model or _default_model())
         rec = Recommender(folder).fit(items, pd.read_csv(interactions, dtype=str)
                                       if interactions else None)
         top = rec.recommend([x.strip() for x in likes.split(",") if x.strip()], k)
-    if json_out:
-        print(top.to_json(orient="records", indent=2))
-    else:
-        out.print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(top, json_out)
 
 
 @library_app.command("list")

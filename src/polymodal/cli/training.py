@@ -16,8 +16,10 @@ from polymodal.cli.common import (
     out,
     parse_options,
     parse_roles,
+    print_frame,
     print_schema,
     print_table,
+    resolve_model_said,
 )
 
 TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "init_from", "resume"}
@@ -259,14 +261,9 @@ def pretrain_cmd(
 def load_pretrained(model: str) -> Any:
     """A saved Pretrainer by folder or by builtin name (``builtin:lit-tuxpaint``), as
     every command that takes a model accepts them; says which model it is."""
-    from polymodal.library.builtin import resolve_model
     from polymodal.pretraining import Pretrainer
-    from polymodal.progress import console
 
-    folder = resolve_model(model)
-    # on stderr: stdout stays the result (--json)
-    console.print(f"model: {model}" + (f" ({folder})" if str(folder) != model else ""))
-    return Pretrainer.load(folder)
+    return Pretrainer.load(resolve_model_said(model))
 
 
 @app.command("evaluate-retrieval")
@@ -288,10 +285,7 @@ def evaluate_retrieval_cmd(
         if any(len(p) != 2 for p in pairs):
             raise ValueError("--direction takes QUERY:GALLERY, e.g. caption:image")
         table = pre.evaluate_retrieval(manifest, pairs or None)  # type: ignore[arg-type]
-    if json_out:
-        print(table.to_json(orient="records", indent=2))
-    else:
-        out.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(table, json_out)
 
 
 @app.command("zero-shot")
