@@ -114,3 +114,22 @@ def test_two_processes_that_need_a_builtin_model_train_it_once(tmp_path, monkeyp
     for t in threads:
         t.join()
     assert len(made) == 1 and len(set(results)) == 1 and len(results) == 3
+
+
+def test_every_command_has_an_example_in_its_help():
+    import typer.main
+
+    runner = CliRunner()
+    missing = []
+
+    def walk(group, prefix: list[str]) -> None:
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group: its commands
+                walk(command, [*prefix, name])
+                continue
+            shown = runner.invoke(app, [*prefix, name, "--help"], env={"COLUMNS": "200"})
+            if "Example:" not in shown.output:
+                missing.append(" ".join([*prefix, name]))
+
+    walk(typer.main.get_command(app), [])
+    assert missing == []

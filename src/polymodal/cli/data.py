@@ -78,7 +78,10 @@ def schema_cmd(
 
 @datasets_app.command("list")
 def datasets_list() -> None:
-    """List the bundled datasets and whether they can be made here."""
+    """List the bundled datasets and whether they can be made here.
+
+    Example: polymodal datasets list
+    """
     from polymodal.data.bundled import data_home, list_datasets
     from polymodal.data.bundled.registry import missing_requirements
 
@@ -129,7 +132,10 @@ def datasets_make(
 def encoders_list(
     modality: Annotated[str | None, typer.Option(help="text, image or audio")] = None,
 ) -> None:
-    """List the encoders: output size, pretrained or not, and whether they run offline."""
+    """List the encoders: output size, pretrained or not, and whether they run offline.
+
+    Example: polymodal encoders list --modality audio
+    """
     from polymodal.encoders import list_encoders
 
     table = Table(title="encoders")

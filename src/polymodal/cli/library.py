@@ -226,7 +226,10 @@ def library_list(
     root: Annotated[Path | None, typer.Option(help=ROOT_HELP,
                                               show_default=ROOT_DEFAULT)] = None,
 ) -> None:
-    """The libraries in ROOT, with their models and backends."""
+    """The libraries in ROOT, with their models and backends.
+
+    Example: polymodal library list
+    """
     from polymodal.library.folders import list_libraries
 
     table = Table(title="libraries")
