@@ -101,7 +101,8 @@ def test_deadline_stops_training_and_validation_by_the_wall_clock(monkeypatch):
     clock = {"now": 100.0}
     monkeypatch.setattr(run.time, "time", lambda: clock["now"])
     deadline = run.Deadline(110.0, grace=5.0)
-    trainer = SimpleNamespace(should_stop=False, sanity_checking=False)
+    trainer = SimpleNamespace(should_stop=False, sanity_checking=False,
+                              strategy=SimpleNamespace(broadcast=lambda value: value))
     deadline.on_train_batch_end(trainer)
     deadline.on_validation_batch_start(trainer)
     assert not trainer.should_stop and not deadline.reached

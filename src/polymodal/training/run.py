@@ -36,14 +36,19 @@ class Deadline(Callback):
         self.grace = VALIDATION_GRACE_S if grace is None else grace
         self.reached = False
 
+    def _past(self, trainer: L.Trainer, seconds: float) -> bool:
+        # rank 0's clock decides for every process (as Lightning's Timer does), so no
+        # rank stops or leaves a collective alone
+        return bool(trainer.strategy.broadcast(time.time() >= seconds))
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if time.time() >= self.deadline:
+        if self._past(trainer, self.deadline):
             self.reached = True
             trainer.should_stop = True
 
     def on_validation_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any
                                   ) -> None:
-        if not trainer.sanity_checking and time.time() >= self.deadline + self.grace:
+        if not trainer.sanity_checking and self._past(trainer, self.deadline + self.grace):
             self.reached = True
             raise _DeadlineReached
 
@@ -66,12 +71,11 @@ def fit_run(trainer: L.Trainer, lit: L.LightningModule, train_loader: Any,
                                 "(was the run started with the same output folder?)")
     main_thread = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
-    ended = "finished"
     try:
         trainer.fit(lit, train_loader, val_loader, ckpt_path=str(last) if resume else None,
                     weights_only=True)
     except _DeadlineReached:
-        ended = "time limit"
+        pass  # the Deadline callback says so: it is reached
     except (SystemExit, KeyboardInterrupt):
         # Lightning turns SIGTERM into SIGTERMException (a SystemExit, code None: exit
         # 0) and Ctrl-C into sys.exit(1); neither may pass for a finished fit
@@ -80,8 +84,8 @@ def fit_run(trainer: L.Trainer, lit: L.LightningModule, train_loader: Any,
     finally:
         if main_thread and sigint is not None:  # Lightning leaves SIGINT ignored
             signal.signal(signal.SIGINT, sigint)
-    if any(isinstance(c, Deadline) and c.reached for c in trainer.callbacks):
-        ended = "time limit"
+    ended = "time limit" if any(isinstance(c, Deadline) and c.reached
+                                for c in trainer.callbacks) else "finished"
     best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     if best:
         lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
