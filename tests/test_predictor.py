@@ -158,6 +158,9 @@ def test_cli_train_evaluate_predict(digits, tmp_path):
                                  "--split", "all", "--json"])
     assert result.exit_code == 0, result.output
     assert "no column 'record'" in result.stderr and "absent from every row" in result.stderr
+    report = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(no_record),
+                                 "--split", "all"])  # the modality report evaluates 7 times
+    assert report.exit_code == 0 and report.stderr.count("absent from every row") == 1
     assert 0 <= json.loads(result.stdout)["accuracy"] <= 1
     result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(digits), "--out",
                                  str(tmp_path / "pred.csv"), "--proba"])

@@ -470,10 +470,13 @@ class Predictor:
         m = Manifest.read(data)
         missing = [c for c in self.columns_ if c not in m.table.columns]
         if missing:
-            from polymodal.progress import console
+            said = self.__dict__.setdefault("_said_absent", set())
+            if (m.source, *missing) not in said:  # once, not per evaluate of a report
+                from polymodal.progress import console
 
-            console.print(f"{m.source}: no column {', '.join(map(repr, missing))}: "
-                          "that modality is absent from every row")
+                said.add((m.source, *missing))
+                console.print(f"{m.source}: no column {', '.join(map(repr, missing))}: "
+                              "that modality is absent from every row")
             m = m.with_columns({c: None for c in missing})
         return m.with_roles(self.roles_)
 
