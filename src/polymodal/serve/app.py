@@ -101,15 +101,16 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Liveness, and what the page needs before a key is typed: the library's name,
-        its size, what its model can be searched with, whether a key is required."""
-        return {"status": "ok", "library": library, "items": lib.item_count(),
-                "facets": len(lib), "modalities": lib.modalities(),
-                "key_required": bool(api_key)}
+        what its model can be searched with, whether a key is required (all cheap: a
+        probe calls it often)."""
+        return {"status": "ok", "library": library, "facets": len(lib),
+                "modalities": lib.modalities(), "key_required": bool(api_key)}
 
     @app.get("/api/items", dependencies=guarded)
     def items(k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict[str, Any]:
-        """A first look at the library: up to ``k`` of its items, pictures first."""
-        return {"hits": [_hit(h) for h in lib.sample(k)]}
+        """A first look at the library: how many items it holds, and up to ``k`` of
+        them, pictures first."""
+        return {"items": lib.item_count(), "hits": [_hit(h) for h in lib.sample(k)]}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
