@@ -46,6 +46,21 @@ def test_every_parameter_gets_a_gradient_and_missing_rows_are_finite(name):
 
 
 @pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_every_fusion_takes_dotted_column_names(name):
+    """Found reading the code: late, tensor and low-rank fusion keyed torch modules by
+    the column name, and torch refuses a dot (``img.front``): a KeyError at build."""
+    torch.manual_seed(0)
+    dotted = {"audio": "snd.left", "image": "img.front", "record": "notes.v2"}
+    fusion = build_fusion(name, sorted(dotted.values()), DIM, out_dim=6)
+    encoded, present = _inputs()
+    out = fusion({dotted[c]: e for c, e in encoded.items()},
+                 {dotted[c]: p for c, p in present.items()})
+    assert out.shape == (B, 6) and torch.isfinite(out).all()
+    out.pow(2).sum().backward()
+    assert all(p.grad is not None for p in fusion.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
 def test_an_absent_column_does_not_leak_into_the_result(name):
     torch.manual_seed(0)
     fusion = build_fusion(name, COLUMNS, DIM).eval()

@@ -19,12 +19,8 @@ from polymodal.encoders.base import Encoded, ModalityEncoder
 from polymodal.encoders.cache import CachedEncoder
 from polymodal.encoders.projection import Projection
 from polymodal.fusion import build_fusion, fusion_class, modality_dropout
+from polymodal.fusion.base import module_key
 from polymodal.heads import TaskHead
-
-
-def module_key(column: str) -> str:
-    """A column name as a ModuleDict key (no dots)."""
-    return column.replace(".", "\u2024")
 
 
 class MultimodalModel(nn.Module):

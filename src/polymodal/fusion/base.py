@@ -22,6 +22,12 @@ from polymodal.encoders.base import Encoded
 FUSIONS: dict[str, Callable[..., Fusion]] = {}
 
 
+def module_key(column: str) -> str:
+    """A column name as a ModuleDict / ParameterDict key (torch refuses dots, and real
+    columns have them: ``img.front``)."""
+    return column.replace(".", "\u2024")
+
+
 def register_fusion(name: str) -> Callable[[type[Fusion]], type[Fusion]]:
     """Register a fusion class under ``name`` (configs and the CLI use the name)."""
     def wrap(cls: type[Fusion]) -> type[Fusion]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from polymodal.encoders.base import Encoded
-from polymodal.fusion.base import Fusion, register_fusion
+from polymodal.fusion.base import Fusion, module_key, register_fusion
 
 
 def _mlp(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -40,12 +40,14 @@ class LateFusion(Fusion):
     def __init__(self, columns: Sequence[str], dim: int, out_dim: int | None = None,
                  dropout: float = 0.1) -> None:
         super().__init__(columns, dim, out_dim)
-        self.towers = nn.ModuleDict({c: _mlp(dim, self.out_dim, dropout) for c in self.columns})
+        self.towers = nn.ModuleDict({module_key(c): _mlp(dim, self.out_dim, dropout)
+                                     for c in self.columns})
 
     def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
                 ) -> torch.Tensor:
         flags = self._present(encoded, present)  # (B, M)
-        outs = torch.stack([self.towers[c](encoded[c].pooled) for c in self.columns], dim=1)
+        outs = torch.stack([self.towers[module_key(c)](encoded[c].pooled) for c in self.columns],
+                           dim=1)
         weights = flags / flags.sum(dim=1, keepdim=True).clamp(min=1.0)
         return (outs * weights.unsqueeze(-1)).sum(dim=1)
 
@@ -133,7 +135,7 @@ class TensorFusion(Fusion):
         if (rank_dim + 1) ** len(self.columns) > 2_000_000:
             raise ValueError(f"tensor fusion of {len(self.columns)} columns at rank_dim "
                              f"{rank_dim} is too large; lower rank_dim or use 'lowrank'")
-        self.reduce = nn.ModuleDict({c: nn.Linear(dim, rank_dim) for c in self.columns})
+        self.reduce = nn.ModuleDict({module_key(c): nn.Linear(dim, rank_dim) for c in self.columns})
         self.out = _mlp((rank_dim + 1) ** len(self.columns), self.out_dim, dropout)
 
     def forward(self, encoded: dict[str, Encoded], present: dict[str, torch.Tensor]
@@ -141,7 +143,7 @@ class TensorFusion(Fusion):
         flags = self._present(encoded, present)
         product: torch.Tensor | None = None
         for i, c in enumerate(self.columns):
-            z = _with_one(self.reduce[c](encoded[c].pooled) * flags[:, i : i + 1])
+            z = _with_one(self.reduce[module_key(c)](encoded[c].pooled) * flags[:, i : i + 1])
             product = z if product is None else torch.einsum("bi,bj->bij", product, z
                                                              ).flatten(1)
         assert product is not None
@@ -157,7 +159,8 @@ class LowRankFusion(Fusion):
                  rank: int = 4) -> None:
         super().__init__(columns, dim, out_dim)
         self.factors = nn.ParameterDict({
-            c: nn.Parameter(torch.empty(rank, dim + 1, self.out_dim)) for c in self.columns})
+            module_key(c): nn.Parameter(torch.empty(rank, dim + 1, self.out_dim))
+            for c in self.columns})
         for p in self.factors.values():
             # each factor starts near 1 on the appended constant and small elsewhere, so
             # the product starts as 1 + a sum of per-column terms (an additive model)
@@ -175,7 +178,7 @@ class LowRankFusion(Fusion):
         fused: torch.Tensor | None = None
         for i, c in enumerate(self.columns):
             z = _with_one(encoded[c].pooled * flags[:, i : i + 1])  # (B, dim + 1)
-            per_rank = torch.einsum("bd,rdo->rbo", z, self.factors[c])
+            per_rank = torch.einsum("bd,rdo->rbo", z, self.factors[module_key(c)])
             fused = per_rank if fused is None else fused * per_rank
         assert fused is not None
         return torch.einsum("r,rbo->bo", self.rank_weights[0], fused) + self.bias
