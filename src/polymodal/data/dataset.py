@@ -287,7 +287,7 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
         return self.n
 
 
-def _collate_column(values: list[Any]) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+def collate_column(values: list[Any]) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
     """Stack one column's values; zeros (or "") where absent; pad variable lengths."""
     present = torch.tensor([v is not None for v in values], dtype=torch.bool)
     given = [v for v in values if v is not None]
@@ -327,7 +327,7 @@ def collate_examples(items: list[Example | SkippedRow]) -> Batch:
     present: dict[str, torch.Tensor] = {}
     lengths: dict[str, torch.Tensor] = {}
     for col in columns:
-        value, mask, lens = _collate_column([x.inputs.get(col) for x in examples])
+        value, mask, lens = collate_column([x.inputs.get(col) for x in examples])
         inputs[col], present[col] = value, mask
         if lens is not None:
             lengths[col] = lens

@@ -47,7 +47,7 @@ DEFAULT_LIMITS = MediaLimits()
 DEFAULT_SAMPLE_RATE = 16_000
 
 
-def _check_file(path: Path) -> int:
+def check_file(path: Path) -> int:
     """The file's size; a clear error for a missing, empty or non-regular file."""
     try:
         st = path.stat()
@@ -98,7 +98,7 @@ def decode_image(path: str | os.PathLike[str], *, mode: str = "RGB",
         MediaError: missing, empty, unreadable, truncated or too-large image.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:  # by content: Pillow first, SVG when Pillow does not know the bytes
         with Image.open(path) as opened:
             w, h = opened.size
@@ -146,7 +146,7 @@ def decode_audio(path: str | os.PathLike[str], *, sample_rate: int = DEFAULT_SAM
     import soundfile as sf
 
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         with sf.SoundFile(str(path)) as fh:
             sr = fh.samplerate
@@ -239,7 +239,7 @@ def decode_text_file(path: str | os.PathLike[str], *,
                      limits: MediaLimits = DEFAULT_LIMITS) -> str:
     """Read a text file (UTF-8, or its encoding detected)."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     size = path.stat().st_size
     if size > limits.max_text_bytes:
         raise MediaError(f"text file of {size:,} bytes is over the limit of "

@@ -109,10 +109,10 @@ class ModalityEncoder(nn.Module):
 
     def encode(self, values: list[Any]) -> Encoded:
         """Preprocess and encode a list of decoded cells in one batch (convenience)."""
-        from polymodal.data.dataset import _collate_column
+        from polymodal.data.dataset import collate_column
 
         feats = [None if v is None else self.preprocess(v) for v in values]
-        batch, _present, lengths = _collate_column(feats)
+        batch, _present, lengths = collate_column(feats)
         device = next(iter(self.parameters()), torch.empty(0)).device
         if isinstance(batch, torch.Tensor):
             batch = batch.to(device)

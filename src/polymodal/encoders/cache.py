@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from polymodal.data.errors import MediaError
 from polymodal.data.manifest import DecodeOptions, Manifest
-from polymodal.data.media import _check_file
+from polymodal.data.media import check_file
 from polymodal.data.schema import Role
 from polymodal.encoders.base import Encoded, ModalityEncoder, lengths_to_mask
 
@@ -35,7 +35,7 @@ def content_key(manifest: Manifest, row: int, column: str) -> str | None:
         if path is None:
             return None
         try:
-            _check_file(path)
+            check_file(path)
         except MediaError as err:
             raise err.at(manifest=manifest.source, row=manifest.source_row(row),
                          column=column, path=str(path)) from None
