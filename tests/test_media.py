@@ -136,20 +136,25 @@ def test_gzip_bomb_named_svg_is_refused_fast_and_small(tmp_path):
     """Found from outside: a 1 MB gzip stream of 1 GiB named bomb.svg ran past 60 s and
     2.4 GB before it was killed (cairosvg inflates gzip whole). It is a located
     too_large problem now, in well under a second and a few MB."""
-    import resource
-    import time
+    import tracemalloc
 
     bomb = tmp_path / "bomb.svg"
     bomb.write_bytes(_gzip_bomb(2**30))
     assert bomb.stat().st_size < 2 * 2**20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.process_time()
-    with pytest.raises(MediaError, match="inflates past the limit") as info:
-        decode_image(bomb)
+    small = tmp_path / "small.svg"
+    small.write_bytes(SMALL_SVG)
+    decode_image(small)  # cairosvg imported before the trace: its modules are not the bomb
+    tracemalloc.start()
+    try:
+        with pytest.raises(MediaError, match="inflates past the limit") as info:
+            decode_image(bomb)
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
     assert info.value.kind == "too_large"
-    assert time.process_time() - start < 5  # CPU seconds (not wall): load-proof
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 64, grown_mb  # measured: under 1 MiB
+    # the traced peak says it was never inflated (1 GiB would show; the file itself is
+    # read whole, 1 MiB); its time is measured in docs/reliability.md, not asserted
+    assert peak_mb < 16, peak_mb
 
 
 def test_compressed_svg_within_the_limits_still_decodes(tmp_path):

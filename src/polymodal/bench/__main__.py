@@ -10,6 +10,7 @@ from pathlib import Path
 from polymodal.bench import (
     apps,
     audio_features,
+    cli,
     data_loading,
     encoders,
     fusion,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "recommend-tuxpaint": recommend.run,
     "av-snr": apps.av_snr,
     "image-text": apps.image_text,
+    "cli-startup": cli.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

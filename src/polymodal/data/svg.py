@@ -34,8 +34,9 @@ _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 def read_svg_bytes(path: Path, limits: MediaLimits) -> bytes:
     """The SVG's text: at most ``limits.max_svg_bytes`` read from disk, a gzip stream
     inflated to at most that many bytes (never whole, whatever it claims)."""
+    size = path.stat().st_size  # read() of a bound allocates the whole bound first
     with path.open("rb") as fh:
-        data = fh.read(limits.max_svg_bytes + 1)
+        data = fh.read(min(size, limits.max_svg_bytes) + 1)
     if len(data) > limits.max_svg_bytes:
         raise MediaError(f"SVG file is over the limit of {limits.max_svg_bytes:,} bytes",
                          kind="too_large")
