@@ -5,19 +5,19 @@ applications: feature extraction -> shared representation -> fusion -> pretraini
 finetuning -> task output.
 """
 
-from polymodal.data import DataError, Manifest, MediaError, validate
+from importlib import import_module
+
+#: names load on first use: ``import polymodal`` costs nothing until one is needed
+#: (the command line starts without pandas or torch)
+_WHERE = {"DataError": "polymodal.data.errors", "MediaError": "polymodal.data.errors",
+          "Manifest": "polymodal.data.manifest", "validate": "polymodal.data.validation",
+          "MultimodalDataset": "polymodal.data.dataset", "Predictor": "polymodal.predictor"}
 
 
-def __getattr__(name: str) -> object:  # these import torch: loaded on first use
-    if name == "Predictor":
-        from polymodal.predictor import Predictor
-
-        return Predictor
-    if name == "MultimodalDataset":
-        from polymodal.data.dataset import MultimodalDataset
-
-        return MultimodalDataset
-    raise AttributeError(name)
+def __getattr__(name: str) -> object:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"

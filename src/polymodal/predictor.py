@@ -27,7 +27,7 @@ from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import ManifestError, OnError, Problem
 from polymodal.data.noise import noisy
-from polymodal.data.validate import check_labels
+from polymodal.data.validation import check_labels
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder

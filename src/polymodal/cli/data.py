@@ -41,7 +41,7 @@ def validate_cmd(
     Example: polymodal validate photos.csv --label category --report bad.csv
     """
     from polymodal.data.manifest import Manifest
-    from polymodal.data.validate import validate
+    from polymodal.data.validation import validate
 
     with handled():
         m = Manifest.read(manifest, label=label, roles=parse_roles(role))
@@ -116,7 +116,7 @@ def datasets_make(
     from polymodal.data.bundled import make_dataset
     from polymodal.data.bundled.registry import CARD_NAME
     from polymodal.data.manifest import Manifest
-    from polymodal.data.validate import validate
+    from polymodal.data.validation import validate
 
     with handled():
         path = make_dataset(name, out_dir, seed=seed, limit=limit, force=force)

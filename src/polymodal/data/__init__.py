@@ -1,47 +1,38 @@
 """The data layer: manifests, column roles, media decoding, validation, the lazy
-dataset that feeds every model, and the bundled benchmark datasets."""
+dataset that feeds every model, and the bundled benchmark datasets.
+
+Names load on first use (PEP 562), so that importing one module of the layer (the
+errors, for the command line's error handler) pays for no other: pandas, Pillow and
+librosa load with the manifest and decoders, torch with the dataset."""
 
 from __future__ import annotations
 
-from polymodal.data.errors import (
-    CellLocation,
-    DataError,
-    ManifestError,
-    MediaError,
-    PolymodalError,
-    Problem,
-    SkipReport,
-)
-from polymodal.data.manifest import DecodeOptions, Manifest, is_empty, read_table
-from polymodal.data.media import (
-    MediaLimits,
-    decode_audio,
-    decode_image,
-    decode_text_bytes,
-    decode_text_file,
-)
-from polymodal.data.schema import ColumnSpec, Role, Schema, infer_schema
-from polymodal.data.validate import ValidationReport, validate
+from importlib import import_module
+from typing import Any
 
-#: the torch dataset and its batches load on first use: reading, checking and
-#: validating a manifest import no model library
-_DATASET_NAMES = frozenset({"Batch", "Example", "MultimodalDataset", "SkippedRow",
-                            "collate_examples", "image_to_tensor", "iterate_with_report"})
+#: where each public name is defined
+_WHERE = {
+    **dict.fromkeys(("CellLocation", "DataError", "ManifestError", "MediaError",
+                     "PolymodalError", "Problem", "SkipReport"), "errors"),
+    **dict.fromkeys(("DecodeOptions", "Manifest", "is_empty", "read_table"), "manifest"),
+    **dict.fromkeys(("MediaLimits", "decode_audio", "decode_image", "decode_text_bytes",
+                     "decode_text_file"), "media"),
+    **dict.fromkeys(("ColumnSpec", "Role", "Schema", "infer_schema"), "schema"),
+    **dict.fromkeys(("ValidationReport", "validate"), "validation"),
+    **dict.fromkeys(("Batch", "Example", "MultimodalDataset", "SkippedRow",
+                     "collate_examples", "image_to_tensor", "iterate_with_report"),
+                    "dataset"),
+}
 
 
-def __getattr__(name: str) -> object:
-    if name in _DATASET_NAMES:
-        from polymodal.data import dataset
-
-        return getattr(dataset, name)
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"polymodal.data.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'polymodal.data' has no attribute {name!r}")
 
 
-__all__ = [
-    "Batch", "CellLocation", "ColumnSpec", "DataError", "DecodeOptions", "Example",
-    "Manifest", "ManifestError", "MediaError", "MediaLimits", "MultimodalDataset",
-    "PolymodalError", "Problem", "Role", "Schema", "SkipReport", "SkippedRow",
-    "ValidationReport", "collate_examples", "decode_audio", "decode_image",
-    "decode_text_bytes", "decode_text_file", "image_to_tensor", "infer_schema", "is_empty",
-    "iterate_with_report", "read_table", "validate",
-]
+def __dir__() -> list[str]:
+    return sorted(_WHERE)
+
+
+__all__ = sorted(_WHERE)
