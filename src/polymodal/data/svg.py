@@ -133,7 +133,7 @@ def _bounded_fetcher(limits: MediaLimits) -> Any:
         data = fetch(url, resource_type)
         if data.startswith(GZIP_MAGIC):
             data = inflate_bounded(data, limits.max_svg_bytes, what="embedded SVG")
-        if not data.lstrip().startswith((b"<", b"<?xml")):
+        if not data.lstrip().startswith(b"<"):  # a picture, not SVG or XML
             try:
                 with Image.open(io.BytesIO(data)) as picture:
                     w, h = picture.size
