@@ -551,16 +551,13 @@ class Library:
         """A thumbnail of the library, by the name a hit carries
         (``thumbnails/ab/<sha1>.jpg``); any other name, a NUL or odd byte, a link or a
         path that resolves outside the thumbnails folder is refused."""
-        folder = (self.folder / "thumbnails").resolve()
-        if not isinstance(relative, str) or not _THUMBNAIL_NAME.fullmatch(relative):
-            raise FileNotFoundError(f"{relative!r} is not a thumbnail of library "
-                                    f"{self.name!r}")
-        path = self.folder / relative
-        resolved = path.resolve()
-        if path.is_symlink() or resolved.parent.parent != folder or not resolved.is_file():
-            raise FileNotFoundError(f"{relative!r} is not a thumbnail of library "
-                                    f"{self.name!r}")
-        return resolved
+        if isinstance(relative, str) and _THUMBNAIL_NAME.fullmatch(relative):
+            path = self.folder / relative
+            resolved = path.resolve()
+            if not path.is_symlink() and resolved.is_file() and \
+                    resolved.parent.parent == (self.folder / "thumbnails").resolve():
+                return resolved
+        raise FileNotFoundError(f"{relative!r} is not a thumbnail of library {self.name!r}")
 
     def thumbnail_path(self, key: str) -> Path | None:
         """The thumbnail of an indexed facet, looked up by its key (as media are);
