@@ -133,3 +133,27 @@ def test_a_server_with_a_key_asks_for_it_first(colour_library, browser):
         expect(page.locator("#results .card").first).to_be_visible()
         page.evaluate("localStorage.clear()")
         page.close()
+
+
+def test_a_late_answer_never_replaces_a_newer_one(server, browser):
+    """Found taking the docs' screenshot: a question asked before the first look at the
+    library had arrived was answered, then the late sample replaced its evidence."""
+    from playwright.sync_api import expect
+
+    held = []
+    page = browser.new_page()
+    page.route("**/api/items?*", lambda route: held.append(route))  # the first look waits
+    page.goto(server)
+    page.wait_for_function("document.getElementById('library').textContent !== '…'")
+    page.fill("#query", "yellow")
+    page.click("#ask-button")
+    expect(page.locator("#answer")).to_contain_text("yellow")
+    cards = page.locator("#results .card")
+    expect(cards.first).to_be_visible()
+    evidence = cards.all_inner_texts()
+    assert held, "the first look was not held"
+    held[0].continue_()  # the old request's answer arrives now
+    expect(page.locator("#library")).to_contain_text("72 items")
+    assert cards.all_inner_texts() == evidence  # the evidence stays
+    expect(page.locator("#hint")).to_be_empty()
+    page.close()

@@ -31,8 +31,11 @@ def screenshot(library: str, root: Path | None, question: str, out: Path,
         page.fill("#query", question)
         page.click("#ask-button")
         expect(page.locator("#answer")).to_contain_text("Evidence", timeout=60_000)
+        # a thumbnail's src is set when its fetch returns: an image without one is
+        # "complete" too, so wait for every one to have its pixels
         page.wait_for_function(
-            "[...document.querySelectorAll('#results img')].every(i => i.complete)")
+            "[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)",
+            timeout=60_000)
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
         browser.close()
