@@ -14,7 +14,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: smaller data and fewer epochs for the default suite: the code is the README's
-QUICK = {r"limit=20\b": "limit=3", r"limit=10\b": "limit=5", r"max_epochs=\d+": "max_epochs=1"}
+QUICK = {r'make_dataset\("av-digits"\)': 'make_dataset("av-digits", limit=3)',
+         r"limit=10\b": "limit=5", r"max_epochs=\d+": "max_epochs=1"}
 
 
 def python_blocks(text: str) -> list[str]:
