@@ -22,7 +22,6 @@ from polymodal.cli.common import (
 
 ROOT_HELP = "where libraries live"
 ROOT_DEFAULT = "$POLYMODAL_LIBRARIES or ~/.local/share/polymodal/libraries"
-MODALITIES = ("image", "audio", "text")
 
 
 def _default_model() -> str:
@@ -105,9 +104,9 @@ def _looks_like_a_file(query: str) -> bool:
         ((query.startswith(("/", "./", "../", "~")) or "/" in query) and " " not in query)
 
 
-def _check_query(query: str, modality: str | None) -> None:
-    if modality is not None and modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; use one of {list(MODALITIES)}")
+def _check_query(query: str) -> None:
+    """A query that looks like a file and is not one is a mistake, not words (an unknown
+    modality is refused by ``Library.search``)."""
     if _looks_like_a_file(query) and not Path(query).expanduser().is_file():
         raise FileNotFoundError(f"{query} looks like a file and does not exist (to search "
                                 "for these words, put a space in the query or quote a "
@@ -129,7 +128,7 @@ def search_cmd(
     Example: polymodal search "a red bird" --library stamps --k 5
     """
     with handled():
-        _check_query(query, modality)
+        _check_query(query)
         lib = _open_library(library, root)
         hits = lib.search(str(Path(query).expanduser()) if _looks_like_a_file(query)
                           else query, k, modality)

@@ -190,13 +190,3 @@ class _Probe:
     context_height = None
     dpi = 96
     font_size = 16.0
-
-
-def svg_size(svg: bytes) -> tuple[float, float]:
-    """The size an SVG declares (width, height in pixels at 96 dpi), read from its root
-    element without rendering anything."""
-    from cairosvg.helpers import node_format
-    from cairosvg.parser import Tree
-
-    width, height, _ = node_format(_Probe(), Tree(bytestring=svg, unsafe=False))
-    return float(width or 0), float(height or 0)
