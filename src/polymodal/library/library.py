@@ -6,15 +6,17 @@ picture or with a sound::
     lib.index("~/Pictures")                 # incremental: new or changed files only
     lib.search("a red bird")                # items with scores, captions, thumbnails
     lib.ask("which animal says moo?")       # an answer and the items it rests on
+
+The :class:`Library` is the public face; indexing (the scan, the records, the
+thumbnails) is in :mod:`polymodal.library.indexing`, the ways of answering a question
+in :mod:`polymodal.library.asking`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +24,22 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from polymodal.data import Manifest
-from polymodal.data.errors import MediaError, PolymodalError, SkipReport
-from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Role
+from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from polymodal.library.asking import ask, load_vqa, text_generation
 from polymodal.library.folders import CONFIG, check_name, library_home, read_config
+from polymodal.library.indexing import (
+    SKIPPED,
+    THUMBNAIL_NAME,
+    index_lock,
+    index_source,
+)
+from polymodal.library.indexing import THUMBNAIL_SIZE as THUMBNAIL_SIZE
+from polymodal.library.indexing import LibraryBusy as LibraryBusy
 from polymodal.library.results import Answer, Hit, IndexReport
 from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
-#: the last index run's bad cells, one CSV line each (row, column, kind, reason, path)
-SKIPPED = "skipped_rows.csv"
 #: what a library can be searched by
 MODALITIES = ("image", "audio", "text")
-THUMBNAIL_SIZE = 256
-
-
-class LibraryBusy(PolymodalError, RuntimeError):
-    """Another process is indexing this library (one indexer at a time)."""
 
 
 class Library:
@@ -113,7 +115,7 @@ class Library:
         import shutil
 
         lib = cls(name, root)
-        with lib._index_lock():
+        with index_lock(lib.folder, lib.name):
             lib._drop_store()
             shutil.rmtree(lib.folder / "thumbnails", ignore_errors=True)
             for leftover in (CONFIG, SKIPPED):
@@ -200,7 +202,7 @@ class Library:
         ``IndexReport.left_out`` and listed in ``skipped_rows.csv``."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        with self._index_lock():
+        with index_lock(self.folder, self.name):
             report = self._index(source, batch_size=batch_size, progress=progress,
                                  on_error=on_error, confine=confine, roles=roles)
         skipped = self.folder / SKIPPED
@@ -210,187 +212,19 @@ class Library:
             skipped.unlink(missing_ok=True)
         return report
 
-    @contextlib.contextmanager
-    def _index_lock(self) -> Iterator[None]:
-        """One indexer at a time per library: a second one is refused with a clear
-        message instead of racing (searches go on: LanceDB reads a consistent
-        version)."""
-        import fcntl
-
-        path = self.folder / "index.lock"
-        with path.open("a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise LibraryBusy(f"library {self.name!r} is being indexed by {holder}; "
-                                   "wait for it to finish (an interrupted run releases "
-                                   "the lock when its process ends)") from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}")
-            fh.flush()
-            try:
-                yield
-            finally:
-                fh.seek(0)
-                fh.truncate()
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def _index(self, source: str | os.PathLike[str] | Any, *, batch_size: int,
                progress: bool, on_error: str, confine: bool | None,
                roles: dict[str, str] | None = None) -> IndexReport:
-        from polymodal.encoders.cache import content_key
-        from polymodal.progress import progress_bar
-
-        if confine is None:
-            confine = isinstance(source, str | os.PathLike) and \
-                Path(source).expanduser().is_dir()
-        m = Manifest.read(source, confine=confine, roles=roles or None)
-        source_id = str(m.source)
-        known = self.store.contents(source_id)
-        modalities = set(self._modalities())
-        columns = [c for c, role in m.modality_columns.items() if role.value in modalities]
-        if not columns:
-            raise ValueError(f"{m.source} has no column the library's model embeds "
-                             f"({sorted(modalities)})")
-        ids = m.ids()
-        report = IndexReport(skipped=SkipReport(source_id), embeds=sorted(modalities))
-        for c, role in m.modality_columns.items():
-            if role.value in modalities:
-                continue
-            cells = [row for row in range(len(m)) if m.value(row, c) is not None]
-            report.left_out[c] = (role.value, len(cells))
-            for row in cells:
-                report.skipped.add(MediaError(
-                    f"the library's model embeds {' and '.join(sorted(modalities))}, not "
-                    f"{role.value}", kind="modality_not_embedded", location=m.location(row, c)))
-        todo: list[tuple[int, str, str, str]] = []  # row, column, key, content
-        contents: dict[tuple[int, str], str] = {}  # every cell's hash, for thumbnails
-        seen: set[str] = set()
-        first_row: dict[str, int] = {}
-        for row in range(len(m)):
-            if ids[row] in first_row:  # its keys would overwrite the first row's facets
-                err = MediaError(f"id {ids[row]!r} is also on row {first_row[ids[row]]}; "
-                                 "the row is not indexed", kind="duplicate_id",
-                                 location=m.location(row, m.schema.id or "id"))
-                if on_error == "raise":
-                    raise err
-                report.skip(err)
-                continue
-            first_row[ids[row]] = row
-            for c in columns:
-                try:
-                    content = content_key(m, row, c)
-                except MediaError as err:
-                    if on_error == "raise":
-                        raise
-                    report.skip(err)
-                    continue
-                if content is None:
-                    continue
-                contents[(row, c)] = content
-                key = f"{source_id}::{ids[row]}::{c}"
-                seen.add(key)
-                if known.get(key) == content:
-                    report.unchanged += 1
-                else:
-                    todo.append((row, c, key, content))
-        gone = [k for k in known if k not in seen]
-        self.store.delete(gone)
-        report.deleted = len(gone)
-        with progress_bar(f"indexing into {self.name}", len(todo), enabled=progress) as advance:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start: start + batch_size]
-                records = self._records(m, ids, chunk, source_id, contents, report,
-                                        on_error)
-                self.store.upsert(records)
-                for r in records:
-                    if r["key"] in known:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-                advance(len(chunk))
+        """Index ``source`` (:func:`~polymodal.library.indexing.index_source`; the
+        caller holds the index lock), then build the store's ANN index once it holds
+        :data:`INDEX_FROM` vectors."""
+        report = index_source(self, source, batch_size=batch_size, progress=progress,
+                              on_error=on_error, confine=confine, roles=roles)
         store = self.store
         if isinstance(store, LanceStore) and (report.added or report.deleted) and \
                 store.count() >= INDEX_FROM:
             store.build_index()  # past INDEX_FROM vectors an exact scan gets slow
         return report
-
-    def _records(self, m: Manifest, ids: list[str], chunk: list[tuple[int, str, str, str]],
-                 source: str, contents: dict[tuple[int, str], str], report: IndexReport,
-                 on_error: str = "skip") -> list[dict[str, Any]]:
-        """Embed a chunk of cells (a batch per column) into store records."""
-        by_column: dict[str, list[tuple[int, str, str, Any]]] = {}
-        for row, c, key, content in chunk:
-            try:
-                value = m.decode(row, c)
-            except MediaError as err:
-                if on_error == "raise":
-                    raise
-                report.skip(err)
-                continue
-            by_column.setdefault(c, []).append((row, key, content, value))
-        meta_columns = [c for c, spec in m.schema.columns.items()
-                        if spec.role in (Role.LABEL, Role.CATEGORICAL, Role.NUMERIC)]
-        text_columns = [c for c, role in m.modality_columns.items() if role is Role.TEXT]
-        image_columns = [c for c, role in m.modality_columns.items() if role is Role.IMAGE]
-        shown: dict[int, dict[str, Any]] = {}  # per row: what every facet of it shows
-
-        def show(row: int) -> dict[str, Any]:
-            if row not in shown:
-                texts = [t for t in (_text_or_none(m, row, t) for t in text_columns) if t]
-                shown[row] = {
-                    "item": ids[row], "source": source, "text": " / ".join(texts),
-                    "thumbnail": self._row_thumbnail(m, row, image_columns, contents),
-                    "metadata": {k: _plain(m.table[k].iloc[row]) for k in meta_columns}}
-            return shown[row]
-
-        records = []
-        for c, entries in by_column.items():
-            modality = m.modality_columns[c].value
-            vectors = self.model.embed_values(self.tower(modality), [e[3] for e in entries])
-            for (row, key, content, value), vector in zip(entries, vectors, strict=True):
-                path = m.resolve(row, c) if modality != "text" or \
-                    m.schema[c].source == "path" else None
-                record = {**show(row), "key": key, "column": c, "modality": modality,
-                          "content": content, "path": str(path) if path else "",
-                          "vector": vector}
-                if modality == "image":  # a picture shows itself
-                    record["thumbnail"] = self._thumbnail(content, value)
-                records.append(record)
-        return records
-
-    def _row_thumbnail(self, m: Manifest, row: int, image_columns: list[str],
-                       contents: dict[tuple[int, str], str]) -> str:
-        """The thumbnail of a row's first readable picture, shown for its other facets
-        too (a caption that matched shows its picture); "" if the row has none."""
-        from polymodal.encoders.cache import content_key
-
-        for c in image_columns:
-            try:  # hashed during the scan unless the model does not embed pictures
-                content = contents.get((row, c)) or content_key(m, row, c)
-                if content is not None:
-                    return self._thumbnail(content, lambda c=c: m.decode(row, c))
-            except MediaError:
-                return ""
-        return ""
-
-    def _thumbnail(self, content: str, image: Image.Image | Any) -> str:
-        """A JPEG thumbnail of the picture with hash ``content`` in the library folder
-        (made once; ``image`` may be a function that decodes it); its name there."""
-        name = f"thumbnails/{content[:2]}/{content}.jpg"
-        path = self.folder / name
-        if not path.exists():
-            picture = image if isinstance(image, Image.Image) else image()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            thumb = picture.convert("RGB")
-            thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            tmp = path.with_suffix(".tmp")
-            thumb.save(tmp, "JPEG", quality=85)
-            tmp.replace(path)
-        return name
 
     # -- search ---------------------------------------------------------------------
     def embed_query(self, query: str | os.PathLike[str] | Image.Image | np.ndarray
@@ -443,13 +277,7 @@ class Library:
         """Answer questions with a visual question answering model: a saved Predictor
         that takes one picture column and one text column (the question) and predicts
         the answer (see ``polymodal.bench.vqa``)."""
-        from polymodal.predictor import Predictor
-
-        p = Predictor.load(predictor)
-        roles = [p.roles_[c]["role"] for c in p.columns_]
-        if sorted(roles) != ["image", "text"]:
-            raise ValueError(f"{predictor}: a VQA model takes a picture and a question; "
-                             f"this one takes {dict(zip(p.columns_, roles, strict=True))}")
+        p = load_vqa(predictor)
         self.config["vqa"] = str(Path(predictor).resolve())
         self._save_config()
         self._vqa = p
@@ -467,7 +295,7 @@ class Library:
         """Compose answers with a text-generation model of your own: a Hugging Face
         name (from the local cache; nothing is downloaded unless you allow it) or a
         local folder. Without one, answers are composed from the evidence directly."""
-        self._generator = _text_generation(model)
+        self._generator = text_generation(model)
         self.config["generator"] = model
         self._save_config()
 
@@ -475,7 +303,7 @@ class Library:
     def generator(self) -> Any:
         """The library's text-generation pipeline, or None."""
         if self.config.get("generator") and self._generator is None:
-            self._generator = _text_generation(self.config["generator"])
+            self._generator = text_generation(self.config["generator"])
         return self._generator
 
     def ask(self, question: str, k: int = 5) -> Answer:
@@ -487,30 +315,7 @@ class Library:
         (``method="retrieval"``), or written by an attached text-generation model from
         that evidence (``method="generation"``). Either way it names the items it rests
         on."""
-        from polymodal.library.answer import compose_answer, generate_answer
-
-        vqa = self.vqa
-        if vqa is None:
-            evidence = self.search(question, k)
-            if self.generator is not None and evidence:
-                return Answer(question, generate_answer(question, evidence, self.generator),
-                              evidence, "generation")
-            return Answer(question, compose_answer(question, evidence), evidence,
-                          "retrieval")
-        import pandas as pd
-
-        evidence = [h for h in self.search(question, k, modality="image") if h.path]
-        if not evidence:
-            return Answer(question, "No picture in the library matches this question.",
-                          [], "vqa")
-        image_col = next(c for c in vqa.columns_ if vqa.roles_[c]["role"] == "image")
-        text_col = next(c for c in vqa.columns_ if vqa.roles_[c]["role"] == "text")
-        best = evidence[0]
-        proba = vqa.predict_proba(pd.DataFrame([{image_col: best.path,
-                                                 text_col: question}])).iloc[0]
-        answer = str(proba.idxmax())
-        return Answer(question, f"{answer} (about item {best.item}, confidence "
-                                f"{float(proba.max()):.2f})", evidence, "vqa")
+        return ask(self, question, k)
 
     def __len__(self) -> int:
         """How many facets the library stores (an item has one per indexed column)."""
@@ -551,7 +356,7 @@ class Library:
         """A thumbnail of the library, by the name a hit carries
         (``thumbnails/ab/<sha1>.jpg``); any other name, a NUL or odd byte, a link or a
         path that resolves outside the thumbnails folder is refused."""
-        if isinstance(relative, str) and _THUMBNAIL_NAME.fullmatch(relative):
+        if isinstance(relative, str) and THUMBNAIL_NAME.fullmatch(relative):
             path = self.folder / relative
             resolved = path.resolve()
             if not path.is_symlink() and resolved.is_file() and \
@@ -569,37 +374,3 @@ class Library:
             return self.file(record["thumbnail"])
         except FileNotFoundError:
             return None
-
-
-#: the only names a thumbnail has: the first two hex digits of its content hash,
-#: then the hash (see ``Library._thumbnail``)
-_THUMBNAIL_NAME = re.compile(r"thumbnails/[0-9a-f]{2}/[0-9a-f]{40}\.jpg")
-
-
-def _text_or_none(m: Manifest, row: int, column: str) -> str | None:
-    """A row's text for display; a text file that cannot be read shows nothing (its own
-    facet reports the problem)."""
-    try:
-        return m.decode(row, column)
-    except MediaError:
-        return None
-
-
-def _text_generation(model: str) -> Any:
-    """A transformers text-generation pipeline on the CPU (or the first GPU)."""
-    import torch
-    from transformers import pipeline
-
-    try:
-        return pipeline("text-generation", model=model,
-                        device=0 if torch.cuda.is_available() else -1)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load the text-generation model {model!r}: {exc}") from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value
