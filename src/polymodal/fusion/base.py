@@ -18,8 +18,15 @@ import torch
 from torch import nn
 
 from polymodal.encoders.base import Encoded
+from polymodal.registry import Registry
 
-FUSIONS: dict[str, Callable[..., Fusion]] = {}
+
+def _load_methods() -> None:
+    from polymodal.fusion import methods  # noqa: F401  (registers them)
+
+
+#: every fusion class by name (``polymodal.fusion`` imports the methods that fill it)
+FUSIONS: Registry[type[Fusion]] = Registry("fusion", load=_load_methods)
 
 
 def module_key(column: str) -> str:
@@ -29,9 +36,10 @@ def module_key(column: str) -> str:
 
 
 def register_fusion(name: str) -> Callable[[type[Fusion]], type[Fusion]]:
-    """Register a fusion class under ``name`` (configs and the CLI use the name)."""
+    """Register a fusion class under ``name`` (configs and the CLI use the name; a name
+    registered twice is refused)."""
     def wrap(cls: type[Fusion]) -> type[Fusion]:
-        FUSIONS[name] = cls
+        FUSIONS.add(name, cls)
         cls.name = name
         return cls
     return wrap
@@ -73,18 +81,17 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
-def fusion_class(name: str) -> Callable[..., Fusion]:
-    """The fusion class registered as ``name``."""
-    from polymodal.fusion import methods  # noqa: F401  (registers them)
+def fusion_class(name: str) -> type[Fusion]:
+    """The fusion class registered as ``name``.
 
-    try:
-        return FUSIONS[name]
-    except KeyError:
-        raise KeyError(f"unknown fusion {name!r}; known fusions: {sorted(FUSIONS)}") from None
+    Raises:
+        UnknownName: unknown name (a KeyError; the message names the nearest ones).
+    """
+    return FUSIONS.get(name)
 
 
 def build_fusion(name: str, columns: Sequence[str], dim: int, **kwargs: object) -> Fusion:
-    """Build the fusion registered as ``name``."""
+    """Build the fusion registered as ``name`` (an unknown one: :func:`fusion_class`)."""
     return fusion_class(name)(columns, dim, **kwargs)
 
 
