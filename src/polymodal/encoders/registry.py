@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polymodal.encoders.base import ModalityEncoder
+from polymodal.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,12 @@ class EncoderInfo:
     needs: str | None = None  # the argument a user must give, e.g. "model=NAME_OR_FOLDER"
 
 
-ENCODERS: dict[str, EncoderInfo] = {}
+def _load_all() -> None:
+    from polymodal.encoders import audio, image, text  # noqa: F401  (registers them)
+
+
+#: every encoder by name; the encoder modules are imported at the first lookup
+ENCODERS: Registry[EncoderInfo] = Registry("encoder", load=_load_all)
 
 
 def _always() -> bool:
@@ -34,23 +40,17 @@ def register_encoder(name: str, *, modality: str, description: str, pretrained: 
                      offline: Callable[[], bool] = _always, output_dim: int | str = 128,
                      needs: str | None = None) -> Callable[[Callable[..., ModalityEncoder]],
                                    Callable[..., ModalityEncoder]]:
-    """Register a class or factory under ``name`` (a decorator)."""
+    """Register a class or factory under ``name`` (a decorator; a name registered
+    twice is refused)."""
     def wrap(factory: Callable[..., ModalityEncoder]) -> Callable[..., ModalityEncoder]:
-        if name in ENCODERS:
-            raise ValueError(f"encoder {name!r} is registered twice")
-        ENCODERS[name] = EncoderInfo(name, modality, factory, description, pretrained,
-                                     offline, output_dim, needs)
+        ENCODERS.add(name, EncoderInfo(name, modality, factory, description, pretrained,
+                                       offline, output_dim, needs))
         return factory
     return wrap
 
 
-def _load_all() -> None:
-    from polymodal.encoders import audio, image, text  # noqa: F401  (registers them)
-
-
 def list_encoders(modality: str | None = None) -> list[EncoderInfo]:
     """Every registered encoder (of one modality), sorted by modality then name."""
-    _load_all()
     infos = [i for i in ENCODERS.values() if modality is None or i.modality == modality]
     return sorted(infos, key=lambda i: (i.modality, i.name))
 
@@ -59,12 +59,6 @@ def build_encoder(name: str, **kwargs: Any) -> ModalityEncoder:
     """Build the encoder registered as ``name`` with ``kwargs``.
 
     Raises:
-        KeyError: unknown name (the message lists the known ones).
+        UnknownName: unknown name (a KeyError; the message names the nearest ones).
     """
-    _load_all()
-    try:
-        info = ENCODERS[name]
-    except KeyError:
-        known = ", ".join(sorted(ENCODERS))
-        raise KeyError(f"unknown encoder {name!r}; known encoders: {known}") from None
-    return info.factory(**kwargs)
+    return ENCODERS.get(name).factory(**kwargs)
