@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polymodal.data.schema import Role
+from polymodal.registry import Registry
 
 EncoderSpec = tuple[str, dict[str, Any]]
 
@@ -24,14 +25,14 @@ class Preset:
     patience: int = 6
 
 
-PRESETS: dict[str, Callable[[], Preset]] = {}
+#: every preset function by name
+PRESETS: Registry[Callable[[], Preset]] = Registry("preset")
 
 
 def register_preset(name: str) -> Callable[[Callable[[], Preset]], Callable[[], Preset]]:
-    def wrap(fn: Callable[[], Preset]) -> Callable[[], Preset]:
-        PRESETS[name] = fn
-        return fn
-    return wrap
+    """Register a function that gives a :class:`Preset` under ``name`` (a decorator; a
+    name registered twice is refused)."""
+    return PRESETS.register(name)
 
 
 @register_preset("fast")
@@ -60,11 +61,12 @@ def pretrained_preset() -> Preset:
 
 
 def resolve_preset(name: str) -> Preset:
-    """The preset registered as ``name``."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}") from None
+    """The preset registered as ``name``.
+
+    Raises:
+        UnknownName: unknown name (a ValueError; the message names the nearest ones).
+    """
+    return PRESETS.get(name)()
 
 
 def encoder_spec(encoders: Mapping[str, str | EncoderSpec], column: str, role: Role,
