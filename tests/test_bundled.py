@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.data import Manifest, Role, validate
-from polymodal.data.bundled import DatasetUnavailable, list_datasets, make_dataset
+from polymodal.data.bundled import DatasetUnavailable, list_datasets, make_dataset, registry
 from polymodal.data.bundled.registry import CARD_NAME, DATASETS, assign_splits
 
 SMALL = {"av-digits": 3, "tuxpaint": 3, "fashion-mnist": 3, "sort-of-clevr": 3}
@@ -158,11 +158,13 @@ def test_tuxpaint_rows_follow_the_stamp_files(made):
 
 def test_missing_system_tool_is_a_clear_error(monkeypatch, tmp_path):
     spec = DATASETS["av-digits"]
-    monkeypatch.setitem(DATASETS, "av-digits",
-                        type(spec)(**{**spec.__dict__, "tools": ("no-such-espeak",)}))
+    lacking = type(spec)(**{**spec.__dict__, "tools": ("no-such-espeak",)})
+    get_spec = registry.get_spec
+    monkeypatch.setattr(registry, "get_spec",
+                        lambda name: lacking if name == "av-digits" else get_spec(name))
     with pytest.raises(DatasetUnavailable, match="apt-get install no-such-espeak"):
         make_dataset("av-digits", tmp_path / "x", limit=1)
-    with pytest.raises(KeyError, match="bundled datasets"):
+    with pytest.raises(KeyError, match="unknown dataset 'imagenet'"):
         make_dataset("imagenet", tmp_path / "y")
     with pytest.raises(TypeError, match="takes no option"):
         make_dataset("sort-of-clevr", tmp_path / "z", colours=3)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.errors import PolymodalError
+from polymodal.registry import Registry
 
 MANIFEST_NAME = "manifest.csv"
 CARD_NAME = "CARD.md"
@@ -40,16 +41,28 @@ class DatasetSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-DATASETS: dict[str, DatasetSpec] = {}
+def _load_makers() -> None:
+    # importing the modules registers their makers
+    from polymodal.data.bundled import (  # noqa: F401
+        av_digits,
+        fashion_mnist,
+        sort_of_clevr,
+        tuxpaint,
+    )
+
+
+#: every bundled dataset by name; the maker modules are imported at the first lookup
+DATASETS: Registry[DatasetSpec] = Registry("dataset", load=_load_makers)
 
 
 def register_dataset(name: str, *, description: str, source: str, licence: str,
                      debian_packages: Sequence[str] = (), tools: Sequence[str] = (),
                      **defaults: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a maker ``fn(out: Path, *, seed, limit, show_progress, **defaults)``."""
+    """Register a maker ``fn(out: Path, *, seed, limit, show_progress, **defaults)`` (a
+    name registered twice is refused)."""
     def wrap(fn: Callable[..., None]) -> Callable[..., None]:
-        DATASETS[name] = DatasetSpec(name, description, fn, source, licence,
-                                     tuple(debian_packages), tuple(tools), dict(defaults))
+        DATASETS.add(name, DatasetSpec(name, description, fn, source, licence,
+                                       tuple(debian_packages), tuple(tools), dict(defaults)))
         return fn
     return wrap
 
@@ -62,27 +75,17 @@ def data_home() -> Path:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    _load_makers()
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; bundled datasets: {sorted(DATASETS)}"
-                       ) from None
+    """The bundled dataset registered as ``name``.
 
-
-def _load_makers() -> None:
-    # importing the modules registers their makers
-    from polymodal.data.bundled import (  # noqa: F401
-        av_digits,
-        fashion_mnist,
-        sort_of_clevr,
-        tuxpaint,
-    )
+    Raises:
+        UnknownName: unknown name (a KeyError; the message names the nearest ones).
+    """
+    return DATASETS.get(name)
 
 
 def list_datasets() -> list[DatasetSpec]:
-    _load_makers()
-    return [DATASETS[n] for n in sorted(DATASETS)]
+    """Every bundled dataset, sorted by name."""
+    return DATASETS.values()
 
 
 def missing_requirements(spec: DatasetSpec) -> list[str]:
