@@ -21,16 +21,16 @@ test-all: $(STAMP) sysdeps ## every test, the slow ones too
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) sysdeps ## run every benchmark in full (hours on 2 CPUs); writes docs/benchmarks.md
-	$(PY) -m polymodal.bench
+	$(PY) -m benchmarks
 
 bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a scratch report
-	$(PY) -m polymodal.bench --quick --out bench-results/quick-report.md
+	$(PY) -m benchmarks --quick
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 venv: $(STAMP)
 

@@ -9,16 +9,20 @@ accuracy with white noise added to the clips at a sweep of SNRs (clean to -10 dB
 Writes ``av_snr.csv``, ``av_snr.json`` and ``av_snr.png`` to ``--out``; an interrupted
 run resumes from ``--out/results.jsonl``. Everything goes through the public API:
 :class:`polymodal.Predictor`, the bundled datasets and
-:func:`polymodal.data.noise.noisy_snr` (see :mod:`polymodal.apps.av_snr`).
+:func:`polymodal.data.noise.noisy_snr` (see :mod:`benchmarks.studies.av_snr`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from polymodal.apps.av_snr import AVSNRSettings, run, snr_label
+# the study lives in the repository's benchmarks/ (not installed): found from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.studies.av_snr import AVSNRSettings, run, snr_label
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,16 +11,20 @@ Writes ``image_text.csv``, ``image_text.json``, ``image_text.png`` and, per data
 modality report and plots (learning curves, confusion matrix, modality contribution) to
 ``--out``; an interrupted run resumes from ``--out/results.jsonl``. Everything goes
 through the public API: :class:`polymodal.Predictor` and the bundled datasets (see
-:mod:`polymodal.apps.image_text`).
+:mod:`benchmarks.studies.image_text`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from polymodal.apps.image_text import ImageTextSettings, run
+# the study lives in the repository's benchmarks/ (not installed): found from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.studies.image_text import ImageTextSettings, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

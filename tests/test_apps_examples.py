@@ -114,8 +114,8 @@ def _is_png(path) -> bool:
 
 def test_noisy_training_copies_are_written_at_their_snr(tiny_digits, tmp_path):
     import soundfile as sf
+    from benchmarks.studies.av_snr import with_noisy_copies
 
-    from polymodal.apps.av_snr import with_noisy_copies
     from polymodal.data import Manifest
 
     train = Manifest.read(tiny_digits).split("train")
@@ -233,7 +233,7 @@ def test_image_text_example_runs_end_to_end(tmp_path, capsys):
 
 
 def test_fashion_records_are_short_noisy_and_never_name_the_class():
-    from polymodal.apps.image_text import FASHION_FACTS, fashion_record
+    from benchmarks.studies.image_text import FASHION_FACTS, fashion_record
 
     rng = np.random.default_rng(0)
     records = {c: [fashion_record(c, rng) for _ in range(400)] for c in FASHION_FACTS}
@@ -260,15 +260,15 @@ def test_fashion_records_are_short_noisy_and_never_name_the_class():
 def test_av_snr_bench_section(tiny_digits, tmp_path, monkeypatch):
     import dataclasses
 
-    from polymodal.apps import av_snr as av
-    from polymodal.bench import apps
-    from polymodal.bench.report import write_section
+    from benchmarks import apps
+    from benchmarks.report import write_section
+    from benchmarks.studies import av_snr as av
 
     tiny = dataclasses.replace(av.AVSNRSettings(), seeds=(0, 1), epochs=1, preset="tiny",
                                snrs=(math.inf, -10.0), augment_snrs=(0.0,))
     monkeypatch.setattr(av.AVSNRSettings, "quick", classmethod(lambda cls: tiny))
     monkeypatch.setattr(av, "make_dataset", lambda name, **kw: tiny_digits)
-    section = apps.av_snr(quick=True, out=tmp_path / "av-snr")
+    section = apps.run_av_snr(quick=True, out=tmp_path / "av-snr")
     assert section.key == "av-snr"
     assert section.columns == ["setting", "seeds", "clean", "-10 dB", "train s"]
     assert [r[0] for r in section.rows] == ["audio alone", "image alone",
@@ -280,8 +280,8 @@ def test_av_snr_bench_section(tiny_digits, tmp_path, monkeypatch):
     report = write_section(section, tmp_path / "benchmarks.md").read_text()
     assert "<!-- bench:av-snr -->" in report and "| image alone | 2 |" in report
     # train=False reports what is there and trains nothing
-    assert apps.av_snr(quick=True, out=tmp_path / "av-snr", train=False).rows == section.rows
-    empty = apps.av_snr(quick=True, out=tmp_path / "nothing", train=False)
+    assert apps.run_av_snr(quick=True, out=tmp_path / "av-snr", train=False).rows == section.rows
+    empty = apps.run_av_snr(quick=True, out=tmp_path / "nothing", train=False)
     assert empty.rows == [] and "Not every setting has results yet" in empty.notes
     assert not (tmp_path / "nothing-quick" / "results.jsonl").exists()
 
@@ -289,8 +289,8 @@ def test_av_snr_bench_section(tiny_digits, tmp_path, monkeypatch):
 def test_image_text_bench_section(tmp_path, monkeypatch):
     import dataclasses
 
-    from polymodal.apps import image_text as it
-    from polymodal.bench import apps
+    from benchmarks import apps
+    from benchmarks.studies import image_text as it
 
     made = {"tuxpaint": _bundled("tuxpaint", tmp_path / "tux", 3),
             "fashion-mnist": _bundled("fashion-mnist", tmp_path / "fm", 3)}
@@ -300,7 +300,7 @@ def test_image_text_bench_section(tmp_path, monkeypatch):
                                fashion_per_class={"train": 3, "val": 1, "test": 3})
     monkeypatch.setattr(it.ImageTextSettings, "quick", classmethod(lambda cls: tiny))
     monkeypatch.setattr(it, "make_dataset", lambda name, **kw: made[name])
-    section = apps.image_text(quick=True, out=tmp_path / "image-text")
+    section = apps.run_image_text(quick=True, out=tmp_path / "image-text")
     assert section.key == "image-text"
     assert [r[:2] for r in section.rows] == [
         ["tuxpaint", "image alone"], ["tuxpaint", "caption alone"],
@@ -308,5 +308,5 @@ def test_image_text_bench_section(tmp_path, monkeypatch):
         ["fashion-mnist", "record alone"], ["fashion-mnist", "image + record (gated)"]]
     assert "gate weight of record" in section.notes and "tuxpaint: all columns" in section.notes
     assert _is_png(tmp_path / "image-text-quick.png")
-    again = apps.image_text(quick=True, out=tmp_path / "image-text", train=False)
+    again = apps.run_image_text(quick=True, out=tmp_path / "image-text", train=False)
     assert again.rows == section.rows

@@ -3,11 +3,11 @@ table of contents that follows."""
 
 from __future__ import annotations
 
-from polymodal.bench.report import Section, write_section
+from benchmarks.report import Section, write_section
 
 
 def section(key: str, title: str, value: str) -> Section:
-    s = Section(key=key, title=title, command=f"python -m polymodal.bench --only {key}",
+    s = Section(key=key, title=title, command=f"python -m benchmarks --only {key}",
                 columns=["what", "value"])
     s.rows.append(["x", value])
     return s
@@ -25,9 +25,9 @@ def test_sections_keep_pipeline_order_and_contents_follow(tmp_path):
     toc = text[text.index("<!-- contents -->"):text.index("<!-- /contents -->")]
     assert toc.splitlines()[1:] == [
         "- [Data layer: decoding](#data-layer-decoding): "
-        "`python -m polymodal.bench --only data`",
-        "- [Fusion (av-digits)](#fusion-av-digits): `python -m polymodal.bench --only fusion`",
-        "- [Library: search](#library-search): `python -m polymodal.bench --only library`"]
+        "`python -m benchmarks --only data`",
+        "- [Fusion (av-digits)](#fusion-av-digits): `python -m benchmarks --only fusion`",
+        "- [Library: search](#library-search): `python -m benchmarks --only library`"]
     # a rerun replaces its own section only
     write_section(section("fusion", "Fusion (av-digits)", "99"), report, order)
     again = report.read_text()

@@ -1,6 +1,6 @@
-"""Applications built on the public API: multimodal recommendation (:mod:`.recommend`),
-audio-visual recognition against audio SNR (:mod:`.av_snr`) and image + text recognition
-(:mod:`.image_text`); see docs/applications.md."""
+"""Applications built on the public API: multimodal recommendation (:mod:`.recommend`);
+see docs/recommend.md. (The audio-visual and image + text studies are benchmarks:
+``benchmarks/studies/`` in the repository, docs/applications.md.)"""
 
 from polymodal.apps.recommend import Recommender, fuse_item_embeddings, simulate_users
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polymodal.apps.av_snr import quiet_lightning
+from benchmarks.studies.av_snr import quiet_lightning
 from polymodal.data import Manifest
 from polymodal.data.bundled import data_home, make_dataset
 

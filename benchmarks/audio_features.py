@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.bench.report import Section, best_of
+from benchmarks.report import Section, best_of
 from polymodal.data import Manifest, decode_audio
 from polymodal.data.bundled import make_dataset
 from polymodal.encoders.audio_features import MFCC, LogMel
@@ -99,7 +99,7 @@ def run(quick: bool = False) -> Section:
 
     section = Section(
         key="audio-features", title="Audio front ends: torch MFCC and log-mel against librosa",
-        command="python -m polymodal.bench --only audio-features" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only audio-features" + (" --quick" if quick else ""),
         columns=["what", "clips", "clips/s", "ratio to baseline"])
     for label, baseline, module in (("MFCC", librosa_mfcc, mfcc),
                                     ("log-mel", librosa_logmel, logmel)):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polymodal.bench.fusion import COMPARED
-from polymodal.bench.report import PeakMemory, ResultLog, Section
+from benchmarks.fusion import COMPARED
+from benchmarks.report import DOCS, RESULTS, PeakMemory, ResultLog, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.predictor import Predictor
@@ -27,8 +27,8 @@ def _area(accuracies: list[float]) -> float:
 
 def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
         seeds: tuple[int, ...] = (0, 1, 2),
-        results: Path = Path("bench-results/robustness.jsonl"),
-        plot: Path = Path("docs/img/robustness.png"), train: bool = True) -> Section:
+        results: Path = RESULTS / "robustness.jsonl",
+        plot: Path = DOCS / "img" / "robustness.png", train: bool = True) -> Section:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     manifest = Manifest.read(make_dataset("av-digits", limit=20 if quick else None))
     if quick:
@@ -44,7 +44,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
                 start = time.perf_counter()
                 p = Predictor(label="label", fusion=fusion, preset="fast", max_epochs=epochs,
                               drop_modality=p_drop, seed=seed,
-                              path=f"bench-results/runs/robust-{seed}")
+                              path=RESULTS / "runs" / f"robust-{seed}")
                 with PeakMemory() as memory:
                     p.fit(manifest, progress=False)
                 seconds = time.perf_counter() - start
@@ -59,7 +59,7 @@ def run(quick: bool = False, epochs: int = 10, drop: float = 0.3,
     done = _mean_over_seeds(log.records, epochs)
     section = Section(
         key="robustness", title="av-digits robustness: noise on each modality, each removed",
-        command="python -m polymodal.bench --only robustness" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only robustness" + (" --quick" if quick else ""),
         columns=["fusion", "modality dropout", "seeds", "clean", "AUC image noise",
                  "AUC audio noise", "AUC record noise", "relative robustness (mean AUC)",
                  "effective robustness (vs late)", "without image", "without audio",

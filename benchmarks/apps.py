@@ -2,21 +2,21 @@
 audio SNR on av-digits (``av-snr``) and image + text recognition on tuxpaint and
 fashion-mnist with noisy records (``image-text``). Both run the code of
 ``examples/audio_visual_snr.py`` and ``examples/image_text_recognition.py``
-(:mod:`polymodal.apps.av_snr`, :mod:`polymodal.apps.image_text`) and resume from their
-results in ``bench-results/``."""
+(:mod:`benchmarks.studies.av_snr`, :mod:`benchmarks.studies.image_text`) and resume
+from their results in ``bench-results/``."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from polymodal.apps import av_snr as av
-from polymodal.apps import image_text as it
-from polymodal.bench.report import Section
+from benchmarks.report import DOCS, RESULTS, Section
+from benchmarks.studies import av_snr as av
+from benchmarks.studies import image_text as it
 
 
-def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
-           plot: Path = Path("docs/img/av_snr.png"), seeds: tuple[int, ...] | None = None,
+def run_av_snr(quick: bool = False, out: Path = RESULTS / "av-snr",
+           plot: Path = DOCS / "img" / "av_snr.png", seeds: tuple[int, ...] | None = None,
            train: bool = True) -> Section:
     """Accuracy of audio alone, image alone and the fused model against the SNR of
     white noise added to av-digits' test clips (clean to -10 dB). ``seeds`` replaces
@@ -31,7 +31,7 @@ def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
     labels = [av.snr_label(x) for x in settings.snrs]
     section = Section(
         key="av-snr", title="av-digits: accuracy against audio SNR, audio / image / fused",
-        command="python -m polymodal.bench --only av-snr" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only av-snr" + (" --quick" if quick else ""),
         columns=["setting", "seeds", *labels, "train s"])
     rows = summary["rows"]
     for name in settings.settings:
@@ -66,8 +66,8 @@ def av_snr(quick: bool = False, out: Path = Path("bench-results/av-snr"),
     return section
 
 
-def image_text(quick: bool = False, out: Path = Path("bench-results/image-text"),
-               plot: Path = Path("docs/img/image_text.png"),
+def run_image_text(quick: bool = False, out: Path = RESULTS / "image-text",
+               plot: Path = DOCS / "img" / "image_text.png",
                seeds: tuple[int, ...] | None = None, train: bool = True) -> Section:
     """A picture with its text (tuxpaint captions; fashion-mnist with short noisy
     records): image alone, text alone and fused, with the fused model's modality
@@ -81,7 +81,7 @@ def image_text(quick: bool = False, out: Path = Path("bench-results/image-text")
     summary = it.run(out, settings, plot=plot, train=train)
     section = Section(
         key="image-text", title="Image + text recognition: tuxpaint and fashion-mnist records",
-        command="python -m polymodal.bench --only image-text" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only image-text" + (" --quick" if quick else ""),
         columns=["dataset", "setting", "seeds", "test accuracy (mean ± std)",
                  "macro-F1 (mean)", "train s (mean)"])
     for r in summary["rows"]:
@@ -102,7 +102,7 @@ def image_text(quick: bool = False, out: Path = Path("bench-results/image-text")
         f"epochs. fashion-mnist: {per_class['train']} / {per_class['val']} / "
         f"{per_class['test']} pictures per class (train / val / test) drawn from the "
         "bundled set, each with a short noisy record written by "
-        "`polymodal.apps.image_text.fashion_record` (1-2 attributes shared between "
+        "`benchmarks.studies.image_text.fashion_record` (1-2 attributes shared between "
         "classes, 25% replaced by another class's, typos, 15% empty; never the class "
         f"name), `{settings.fashion_preset}` preset, {settings.fashion_epochs} epochs. "
         f"Gated fusion with modality dropout 0.2; seeds {list(settings.seeds)}. Modality "

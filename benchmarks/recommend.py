@@ -8,9 +8,9 @@ import logging
 
 import numpy as np
 
+from benchmarks.library import tuxpaint_model
+from benchmarks.report import Section
 from polymodal.apps import Recommender, simulate_users
-from polymodal.bench.library import tuxpaint_model
-from polymodal.bench.report import Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 
@@ -44,7 +44,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2)) -> Section:
             results[name].append(rec.evaluate(test, k=10, method=method))
     section = Section(
         key="recommend-tuxpaint", title="Multimodal recommendation: tuxpaint",
-        command="python -m polymodal.bench --only recommend-tuxpaint"
+        command="python -m benchmarks --only recommend-tuxpaint"
                 + (" --quick" if quick else ""),
         columns=["items embedded by", "seeds", "HitRate@10", "NDCG@10"])
     for name, rs in results.items():

@@ -10,7 +10,7 @@ import time
 import lightning as L
 import torch
 
-from polymodal.bench.report import Section
+from benchmarks.report import Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.objectives import supervised_loss
@@ -39,7 +39,7 @@ def run(quick: bool = False) -> Section:
     epochs = 2 if quick else 4
     section = Section(
         key="training-overhead", title="Training overhead: Predictor.fit against a plain loop",
-        command="python -m polymodal.bench --only training-overhead"
+        command="python -m benchmarks --only training-overhead"
         + (" --quick" if quick else ""),
         columns=["loop", "epochs", "seconds per epoch", "ratio to the plain loop"])
     with tempfile.TemporaryDirectory() as run_dir:

@@ -1,4 +1,4 @@
-"""``python -m polymodal.bench [--quick] [--only NAME]``: run benchmarks, update
+"""``python -m benchmarks [--quick] [--only NAME]``: run benchmarks, update
 docs/benchmarks.md."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from polymodal.bench import (
+from benchmarks import (
     apps,
     audio_features,
     cli,
@@ -22,7 +22,7 @@ from polymodal.bench import (
     tuxpaint,
     vqa,
 )
-from polymodal.bench.report import Section, write_section
+from benchmarks.report import DOCS, RESULTS, Section, write_section
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "data-loading": data_loading.run,
@@ -41,20 +41,20 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "library-http": library.http_load,
     "vqa-sort-of-clevr": vqa.run,
     "recommend-tuxpaint": recommend.run,
-    "av-snr": apps.av_snr,
-    "image-text": apps.image_text,
+    "av-snr": apps.run_av_snr,
+    "image-text": apps.run_image_text,
     "cli-startup": cli.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,
              "pretrain-retrieval": pretraining.retrieval,
              "label-efficiency": pretraining.label_efficiency,
-             "vqa-sort-of-clevr": vqa.run, "av-snr": apps.av_snr,
-             "image-text": apps.image_text}
+             "vqa-sort-of-clevr": vqa.run, "av-snr": apps.run_av_snr,
+             "image-text": apps.run_image_text}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m polymodal.bench",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
                                      description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI-sized data")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="resumable benchmarks: report the results so far, train nothing")
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = Path("bench-results/quick-report.md" if args.quick else "docs/benchmarks.md")
+        args.out = RESULTS / "quick-report.md" if args.quick else DOCS / "benchmarks.md"
     for name in args.only or list(BENCHMARKS):
         if args.report_only and name in RESUMABLE:
             section = RESUMABLE[name](args.quick, train=False)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from polymodal.bench.report import Section
+from benchmarks.report import Section
 from polymodal.data.bundled import make_dataset
 
 
@@ -40,7 +40,7 @@ def run(quick: bool = False) -> Section:
     ]
     section = Section(
         key="cli-startup", title="Command line: start-up without a model",
-        command="python -m polymodal.bench --only cli-startup" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only cli-startup" + (" --quick" if quick else ""),
         columns=["command", "CPU s", "over bare Python s", "ratio to bare Python"])
     base = cpu_seconds(cases[0][1], repeats)
     for name, args in cases:

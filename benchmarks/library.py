@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from polymodal.bench.report import Section
+from benchmarks.report import RESULTS, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.library.store import INDEX_FROM, NPROBES, REFINE_FACTOR, ann_index_config
 
-RESULTS = Path("bench-results")
 MODEL = RESULTS / "pretrained" / "lit-tuxpaint"
 
 
@@ -76,7 +75,7 @@ def index_and_answers(quick: bool = False) -> Section:
     ranks_arr = np.array(ranks)
     section = Section(
         key="library-index", title="Library: indexing tuxpaint and answering from it",
-        command="python -m polymodal.bench --only library-index" + (" --quick" if quick
+        command="python -m benchmarks --only library-index" + (" --quick" if quick
                                                                       else ""),
         columns=["what", "items", "seconds", "items/s", "ratio to baseline"])
     section.rows += [
@@ -123,7 +122,7 @@ def search_latency(quick: bool = False) -> Section:
     rng = np.random.default_rng(0)
     section = Section(
         key="library-search", title="Library search: latency and recall against exact search",
-        command="python -m polymodal.bench --only library-search" + (" --quick" if quick
+        command="python -m benchmarks --only library-search" + (" --quick" if quick
                                                                        else ""),
         columns=["stored vectors", "search", "p50 ms", "p95 ms", "Recall@10",
                  "index build s"])
@@ -220,7 +219,7 @@ def http_load(quick: bool = False, requests: int = 400, concurrency: int = 8) ->
     ms = np.array(latencies) * 1000
     section = Section(
         key="library-http", title="Library HTTP search under concurrent load",
-        command="python -m polymodal.bench --only library-http" + (" --quick" if quick
+        command="python -m benchmarks --only library-http" + (" --quick" if quick
                                                                      else ""),
         columns=["requests", "concurrency", "requests/s", "p50 ms", "p95 ms", "errors"])
     section.rows.append([f"{requests}", f"{concurrency}", f"{requests / wall:.1f}",

@@ -17,14 +17,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from polymodal.bench.report import PeakMemory, ResultLog, Section
+from benchmarks.report import RESULTS, PeakMemory, ResultLog, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.data.bundled.registry import data_home
 from polymodal.predictor import Predictor
 from polymodal.pretraining import Pretrainer, chance_metrics, co_occurrence
 
-RESULTS = Path("bench-results")
 FRACTIONS = (0.01, 0.1, 1.0)
 INITS = ("scratch", "pretrained, fine-tuned", "pretrained, frozen (probe)")
 #: dataset -> (Pretrainer settings, Predictor settings, pretraining epochs)
@@ -68,7 +67,7 @@ def retrieval(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), train: bo
                      "seconds": pre.fit_seconds_, "metrics": table.to_dict(orient="index")})
     section = Section(
         key="pretrain-retrieval", title="tuxpaint: picture <-> caption retrieval",
-        command="python -m polymodal.bench --only pretrain-retrieval"
+        command="python -m benchmarks --only pretrain-retrieval"
                 + (" --quick" if quick else ""),
         columns=["direction", "setting", "seeds", "R@1", "R@5", "R@10", "median rank", "mAP"])
     for direction, q, g in (("caption -> image", "caption", "image"),
@@ -171,7 +170,7 @@ def label_efficiency(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2),
                              "seconds": time.perf_counter() - start})
     section = Section(
         key="label-efficiency", title="Label efficiency: fine-tuning from pretraining",
-        command="python -m polymodal.bench --only label-efficiency"
+        command="python -m benchmarks --only label-efficiency"
                 + (" --quick" if quick else ""),
         columns=["dataset", "labels used", "init", "seeds", "test accuracy (mean ± std)",
                  "gain over scratch"])
@@ -274,7 +273,7 @@ def throughput(quick: bool = False) -> Section:
     settings = [(4, 0), (8, 0), (4, 4)] if quick else [(32, 0), (128, 0), (512, 0), (32, 480)]
     section = Section(
         key="pretrain-throughput", title="Pretraining throughput and the batch / memory "
-        "trade-off", command="python -m polymodal.bench --only pretrain-throughput"
+        "trade-off", command="python -m benchmarks --only pretrain-throughput"
         + (" --quick" if quick else ""),
         columns=["batch", "queue", "negatives per pair", "pairs/s (Pretrainer)",
                  "pairs/s (plain loop)", "ratio", "peak RSS (MB)"])

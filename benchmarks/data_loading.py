@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from polymodal.bench.report import Section, best_of
+from benchmarks.report import Section, best_of
 from polymodal.data import Manifest, MultimodalDataset, decode_audio, validate
 from polymodal.data.bundled import make_dataset
 
@@ -37,7 +37,7 @@ def run(quick: bool = False) -> Section:
     repeats = 1 if quick else 3
     section = Section(
         key="data-loading", title="Data layer: decoding and validation",
-        command="python -m polymodal.bench --only data-loading" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only data-loading" + (" --quick" if quick else ""),
         columns=["what", "items", "items/s", "ratio to baseline"])
     base_s, n = best_of(lambda: plain_loop(avd), repeats)
     section.rows.append(["av-digits rows: plain Pillow + soundfile loop (baseline)", f"{n}",

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from polymodal.bench.report import Section
+from benchmarks.report import RESULTS, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.data.bundled.registry import data_home
@@ -27,7 +27,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2)) -> Section:
     test = manifest.split("test")
     section = Section(
         key="tuxpaint-fusion", title="tuxpaint: category from picture and caption",
-        command="python -m polymodal.bench --only tuxpaint-fusion" + (" --quick" if quick
+        command="python -m benchmarks --only tuxpaint-fusion" + (" --quick" if quick
                                                                        else ""),
         columns=["setting", "seeds", "test accuracy (mean ± std)", "macro-F1 (mean)",
                  "train seconds (mean)"])
@@ -37,7 +37,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2)) -> Section:
             start = time.perf_counter()
             p = Predictor(label="label", modalities=columns, fusion="gated",
                           preset="pretrained", seed=seed, cache_dir=cache,
-                          max_epochs=2 if quick else 40, path=f"bench-results/runs/tux{seed}")
+                          max_epochs=2 if quick else 40, path=RESULTS / "runs" / f"tux{seed}")
             p.fit(manifest, progress=False)
             secs.append(time.perf_counter() - start)
             metrics = p.evaluate(test)

@@ -14,6 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+#: the repository's root: the harness writes into its docs/ and bench-results/ wherever
+#: it is run from
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = ROOT / "bench-results"
+
 HEADER = """# Benchmarks
 
 Every number here was measured by `make bench` (or the command given in its section) on
@@ -121,7 +127,7 @@ def contents(text: str) -> str:
 CONTENTS = re.compile(r"<!-- contents -->.*?<!-- /contents -->", re.DOTALL)
 
 
-def write_section(section: Section, path: Path = Path("docs/benchmarks.md"),
+def write_section(section: Section, path: Path = DOCS / "benchmarks.md",
                   order: list[str] | None = None) -> Path:
     """Insert or replace ``section`` in the report at ``path`` and refresh its table of
     contents. A new section goes before the first section that follows it in ``order``

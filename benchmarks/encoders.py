@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from polymodal.bench.report import Section
+from benchmarks.report import Section
 from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.bundled import make_dataset
 from polymodal.encoders import CachedEncoder, CachedFeatures, build_encoder
@@ -23,7 +23,7 @@ def run_cache(quick: bool = False) -> Section:
     encoders = {"image": build_encoder("efficientnet-lite0"), "caption": build_encoder("minilm")}
     section = Section(
         key="feature-cache", title="Feature cache: a second epoch over tuxpaint",
-        command="python -m polymodal.bench --only feature-cache" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only feature-cache" + (" --quick" if quick else ""),
         columns=["epoch", "rows", "seconds", "rows/s", "speed-up over epoch 1"])
     with tempfile.TemporaryDirectory() as cache_dir:
         loaders = {c: CachedFeatures(e, cache_dir) for c, e in encoders.items()}
@@ -77,7 +77,7 @@ def run_memory(quick: bool = False) -> Section:
     total = len(Manifest.read(path))
     section = Section(
         key="embed-memory", title="Embedding memory: bounded by the batch, not the dataset",
-        command="python -m polymodal.bench --only embed-memory" + (" --quick" if quick else ""),
+        command="python -m benchmarks --only embed-memory" + (" --quick" if quick else ""),
         columns=["rows embedded", "peak RSS (MB)", "growth during embed (MB)",
                  "peak relative to a tenth"])
     results = []

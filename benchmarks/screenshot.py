@@ -1,7 +1,7 @@
-"""``python -m polymodal.bench.screenshot``: the library's web page in headless Chromium
+"""``python -m benchmarks.screenshot``: the library's web page in headless Chromium
 after a question, saved as a PNG for the docs.
 
-    python -m polymodal.bench.screenshot --library tuxpaint --question "a red sports car" \\
+    python -m benchmarks.screenshot --library tuxpaint --question "a red sports car" \\
         --out docs/img/library-tuxpaint.png
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+
+from benchmarks.report import DOCS
 
 
 def screenshot(library: str, root: Path | None, question: str, out: Path,
@@ -43,13 +45,13 @@ def screenshot(library: str, root: Path | None, question: str, out: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m polymodal.bench.screenshot",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.screenshot",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", required=True)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--question", default="a red sports car")
-    parser.add_argument("--out", type=Path, default=Path("docs/img/library-tuxpaint.png"))
+    parser.add_argument("--out", type=Path, default=DOCS / "img" / "library-tuxpaint.png")
     args = parser.parse_args(argv)
     print(screenshot(args.library, args.root, args.question, args.out))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polymodal.bench.report import ResultLog, Section
+from benchmarks.report import RESULTS, ResultLog, Section
 from polymodal.data import Manifest
 from polymodal.data.bundled import make_dataset
 from polymodal.fusion import FUSIONS
@@ -31,7 +31,7 @@ def settings() -> list[tuple[str, list[str] | None, str]]:
 
 
 def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 12,
-        results: Path = Path("bench-results/fusion.jsonl"), train: bool = True) -> Section:
+        results: Path = RESULTS / "fusion.jsonl", train: bool = True) -> Section:
     """Train every setting for every seed (results kept in ``results`` as they come, so
     an interrupted run resumes) and report mean and std test accuracy; ``train=False``
     only reports what is there."""
@@ -48,7 +48,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 1
                 continue
             start = time.perf_counter()
             p = Predictor(label="label", modalities=modalities, fusion=fusion, preset="fast",
-                          max_epochs=epochs, seed=seed, path=f"bench-results/runs/{seed}")
+                          max_epochs=epochs, seed=seed, path=RESULTS / "runs" / f"{seed}")
             p.fit(manifest, progress=False)
             r = {"setting": name, "seed": seed, "epochs": epochs,
                  "accuracy": p.evaluate(test)["accuracy"],
@@ -59,7 +59,7 @@ def run(quick: bool = False, seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 1
     seeds_done = sorted({k[1] for k in done.records if k[2] == epochs})
     section = Section(
         key="fusion-accuracy", title="av-digits: each modality alone and every fusion",
-        command="python -m polymodal.bench --only fusion-accuracy" + (" --quick" if quick
+        command="python -m benchmarks --only fusion-accuracy" + (" --quick" if quick
                                                                        else ""),
         columns=["setting", "seeds", "test accuracy (mean ± std)", "train seconds",
                  "parameters", "peak RSS (MB)"])
