@@ -223,7 +223,7 @@ def _plain_loop_seconds(pre: Pretrainer, manifest: Manifest, batch: int,
                         epochs: int = 2) -> float:
     """The faster of ``epochs`` epochs of a hand-written loop over the same model, loss
     and batches."""
-    from polymodal.pretraining.module import content_hash
+    from polymodal.objectives import content_hash
 
     model, loss = pre.model_, pre.loss_
     model.cached = set(pre._cache_loaders)

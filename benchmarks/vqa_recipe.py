@@ -1,7 +1,6 @@
-"""The VQA model of the sort-of-clevr benchmark and how it trains: the encoders (the
-paper's CNN with a hypercolumn, the question as a bag of words), the Relation Network's
-options, the learning rate and schedule, and :func:`train_vqa` with its callbacks (each
-epoch's time kept across resumes, a warm start from another run). The benchmark that
+"""The VQA recipe (:mod:`polymodal.apps.vqa`) as the sort-of-clevr benchmark trains it:
+with its callbacks (each epoch's time kept across resumes, a warm start from another
+run). The benchmark that
 trains and scores both fusions with it is :mod:`benchmarks.vqa`."""
 
 from __future__ import annotations
@@ -13,47 +12,13 @@ from typing import Any
 from lightning.pytorch import Callback
 
 from benchmarks.report import RESULTS
+from polymodal.apps import vqa as recipe
+from polymodal.apps.vqa import ENCODERS, FUSION_OPTIONS, LR, SCHEDULE, fast_precision
 from polymodal.data import Manifest
 from polymodal.predictor import Predictor
 
-#: the VQA model: the paper's CNN (four stride-2 conv layers) on the picture at 64 px,
-#: whose 4 x 4 grid gives 16 objects and 256 pairs (the paper's 75 px gives 25 and 625, a
-#: Relation Network step 3 times as slow on a CPU), and the question as a bag of words:
-#: the paper feeds an 11-bit code (colour, question kind), which a bag of words of the
-#: templated question carries too. With a BiLSTM over the words the Relation Network
-#: stuck at 0.64 (left/right at chance: the colour word, one of ten, barely moves its mean)
-#: The CNN also hands each cell its second block's output averaged over the cell
-#: (``hypercolumn=2``): trained on this task, the plain CNN's last two blocks dropped
-#: the objects' colour (a linear probe read it off the object tokens at chance), and a
-#: question names its object by colour, so neither fusion could find that object.
-ENCODERS = {"image": ("strided-cnn", {"image_size": 64, "dim": 64, "hypercolumn": 2}),
-            "text": ("bow", {})}
-#: the Relation Network layer-normalises objects and question before g: in 60,000
-#: questions x 2 epochs it reached train accuracy 0.505 (val 0.567) with it against
-#: 0.47 (0.50, the answer priors) without
-FUSION_OPTIONS: dict[str, dict[str, Any]] = {"relation": {"norm": True}}
-#: the paper's learning rate. At 1e-3 the Relation Network sat at the answer priors for
-#: all of 6 epochs (it had not even learned to count); the reference PyTorch
-#: reimplementation trains at 1e-4 and leaves its plateau only after 8 to 12 epochs
-LR = 2.5e-4
-#: the rate is held after the warm-up (the reference reimplementation holds 1e-4): a
-#: cosine decay brings it to zero around the epochs where the Relation Network leaves
-#: its plateau
-SCHEDULE = "constant"
-
-
-def fast_precision() -> str | None:
-    """bf16 mixed precision where the CPU multiplies bf16 in hardware (AMX: the
-    Relation Network's step is about 1.8 times as fast), else the trainer's default."""
-    import torch
-
-    if torch.cuda.is_available():
-        return None
-    try:
-        return "bf16-mixed" if torch._C._cpu._init_amx() else None
-    except (AttributeError, RuntimeError):
-        return None
-
+__all__ = ["ENCODERS", "FUSION_OPTIONS", "LR", "SCHEDULE", "EpochClock", "WarmStart",
+           "fast_precision", "train_vqa"]
 
 class EpochClock(Callback):
     """Appends each finished epoch's wall-clock seconds to ``path`` (CSV: epoch,
@@ -104,22 +69,13 @@ def train_vqa(manifest: Manifest, fusion: str, seed: int = 0, epochs: int = 12,
               progress: bool = False, tune_on_train: bool = False,
               resume: bool = False, lr: float = LR, schedule: str = SCHEDULE,
               start_from: Path | None = None) -> Predictor:
-    """A VQA Predictor (question + picture -> answer class) on ``manifest``'s train
-    split (its first ``rows`` questions if given), tuned on val (or on train, for data
-    too small for val to hold only answers seen in training). ``resume`` continues an
-    interrupted run in ``path`` from its last checkpoint; ``start_from`` starts from
-    another run's checkpoint (same data, so the same vocabulary and answer classes).
-    Early stopping is off: on this task a Relation Network's validation loss stays flat
-    for epochs before it learns."""
-    train = manifest.split("train")
-    if rows is not None:
-        train = train.subset(list(range(min(rows, len(train)))))
-    p = Predictor(label="answer", modalities=["image", "question"], fusion=fusion,
-                  encoders=ENCODERS, preset="fast", seed=seed, max_epochs=epochs,
-                  batch_size=64, lr=lr, path=path, patience=0, schedule=schedule,
-                  fusion_options=FUSION_OPTIONS.get(fusion), precision=fast_precision())
+    """:func:`polymodal.apps.vqa.train_vqa` as the benchmark runs it: in
+    ``bench-results/``, each epoch's time kept (:class:`EpochClock`), optionally
+    started from another run's checkpoint (``start_from``: same data, so the same
+    vocabulary and answer classes)."""
     callbacks: list[Callback] = [EpochClock(Path(path) / "epoch_seconds.csv")]
     if start_from is not None:
         callbacks.append(WarmStart(start_from))
-    return p.fit(train, train if tune_on_train else manifest.split("val"), progress=progress,
-                 resume=resume, callbacks=callbacks)
+    return recipe.train_vqa(manifest, fusion, seed=seed, epochs=epochs, path=path, rows=rows,
+                            progress=progress, tune_on_train=tune_on_train, resume=resume,
+                            lr=lr, schedule=schedule, callbacks=callbacks)

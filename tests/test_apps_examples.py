@@ -114,8 +114,8 @@ def _is_png(path) -> bool:
 
 def test_noisy_training_copies_are_written_at_their_snr(tiny_digits, tmp_path):
     import soundfile as sf
-    from benchmarks.studies.av_snr import with_noisy_copies
 
+    from benchmarks.studies.av_snr import with_noisy_copies
     from polymodal.data import Manifest
 
     train = Manifest.read(tiny_digits).split("train")

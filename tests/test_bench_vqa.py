@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from benchmarks import vqa, vqa_recipe
 from PIL import Image
 
+from benchmarks import vqa, vqa_recipe
 from polymodal import Manifest, Predictor
 from polymodal.data.bundled import make_dataset
 from polymodal.encoders import build_encoder

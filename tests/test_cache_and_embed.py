@@ -17,11 +17,11 @@ from polymodal.encoders import (
     CachedEncoder,
     CachedFeatures,
     FeatureCache,
-    Projection,
     build_encoder,
     embed_manifest,
 )
 from polymodal.encoders.cache import content_key
+from polymodal.representation import Projection
 
 
 @pytest.fixture()

@@ -170,7 +170,8 @@ def test_cli_train_evaluate_predict(digits, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"train: {digits}\nlabel: label\nfusoin: gated\n")
     result = runner.invoke(app, ["train", str(bad)])
-    assert result.exit_code == 2 and "unknown setting(s) ['fusoin']" in result.output
+    assert result.exit_code == 2 and "unknown setting 'fusoin'" in result.output
+    assert "did you mean 'fusion'?" in result.output
 
 
 def test_fitted_predictor_writes_its_plots(fitted, digits, tmp_path):

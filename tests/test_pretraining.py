@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from polymodal.cli import app
 from polymodal.data.bundled import make_dataset
-from polymodal.objectives import ContrastiveLoss, info_nce
+from polymodal.objectives import ContrastiveLoss, content_hash, info_nce
 from polymodal.predictor import Predictor
 from polymodal.pretraining import (
     Pretrainer,
@@ -20,7 +20,6 @@ from polymodal.pretraining import (
     pretrained_encoders,
     retrieval_metrics,
 )
-from polymodal.pretraining.module import content_hash
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "encoder_state.json"
 #: the key of config.yaml that holds the SHA-256 of the other files
 CHECKSUMS = "checksums"
+#: the format of config.yaml this version writes (1: polymodal 0.1's flat settings;
+#: 2: ``kind``, ``settings`` (the estimator's config) and ``fitted`` (what fit learnt))
+FORMAT = 2
+#: what a Predictor saved in format 1 kept as settings; the rest of it was fitted state
+_V1_PREDICTOR_SETTINGS = ("label", "problem_type", "fusion", "fusion_options", "dim",
+                          "drop_modality", "dropout", "preset", "seed")
+_V1_PRETRAINER_SETTINGS = ("preset", "dim", "projection", "anchor", "seed")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -162,3 +170,52 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], extra: dict[s
     if missing or unexpected:
         raise ValueError(f"{path}: the weights do not fit the model "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+@dataclass
+class SavedModel:
+    """A saved model as read from its folder, in this version's terms whatever format
+    wrote it.
+
+    Attributes:
+        kind: "predictor" or "contrastive-pretraining".
+        settings: the estimator's settings (its config dataclass, as a mapping).
+        fitted: what fit learnt (columns, roles, encoder specs, classes, sizes).
+        state: the weights (frozen pretrained towers excepted).
+        extra: non-tensor state (vocabularies).
+        saved_by: the polymodal version that wrote it (None before 0.2).
+    """
+
+    kind: str | None
+    settings: dict[str, Any]
+    fitted: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+    saved_by: str | None = None
+
+
+def read_saved(path: str | os.PathLike[str], what: str = "saved model") -> SavedModel:
+    """A model folder (:func:`read_checkpoint`) in this version's terms.
+
+    Raises:
+        ValueError: a damaged folder (see :func:`read_checkpoint`), or one written in a
+            newer format than this version reads, with the version it needs.
+    """
+    from polymodal import __version__
+
+    config, state, extra = read_checkpoint(path, what)
+    fmt = config.get("polymodal", 1)
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        by = config.get("saved_by", "a newer version")
+        raise ValueError(f"{path}: saved by polymodal {by} in model format {fmt}; this "
+                         f"polymodal ({__version__}) reads formats up to {FORMAT}: "
+                         f"install polymodal>={by} to load it")
+    if fmt >= 2:
+        return SavedModel(config.get("kind"), dict(config.get("settings") or {}),
+                          dict(config.get("fitted") or {}), state, extra,
+                          config.get("saved_by"))
+    kind = config.get("kind") or ("predictor" if "label" in config else None)
+    keys = _V1_PREDICTOR_SETTINGS if kind == "predictor" else _V1_PRETRAINER_SETTINGS
+    settings = {k: config[k] for k in keys if k in config}
+    fitted = {k: v for k, v in config.items() if k not in ("polymodal", "kind")}
+    return SavedModel(kind, settings, fitted, state, extra)

@@ -1,4 +1,5 @@
-"""The multimodal model: encoders + projections + fusion + head (MultiBench's MMDL).
+"""The supervised model: per-column towers + projections + fusion + task head
+(MultiBench's MMDL, TorchMultimodal's ``LateFusion``).
 
 Inputs are a :class:`~polymodal.data.Batch`; each modality column has its encoder
 (or, for a frozen encoder whose outputs are cached, the cached features) and a
@@ -12,25 +13,26 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from polymodal.data.dataset import Batch
 from polymodal.encoders.base import Encoded, ModalityEncoder
-from polymodal.encoders.cache import CachedEncoder
-from polymodal.encoders.projection import Projection
+from polymodal.encoders.towers import Towers
 from polymodal.fusion import build_fusion, fusion_class, modality_dropout
 from polymodal.fusion.base import module_key
 from polymodal.heads import TaskHead
+from polymodal.representation import Projection
+
+__all__ = ["MultimodalModel", "module_key"]
 
 
-class MultimodalModel(nn.Module):
-    """Encoders, projections, fusion and head, keyed by modality column (sorted).
+class MultimodalModel(Towers):
+    """Towers, projections, fusion and head, keyed by modality column (sorted).
 
     Args:
         encoders: column -> encoder.
         fusion: a fusion name ("concat", "late", "gated", "attention", "tensor", "lowrank").
         dim: the shared size every column is projected to.
-        n_outputs: the head's outputs.
+        n_outputs: the head's outputs (``Task.n_outputs``).
         cached: columns whose inputs are cached encoder outputs (frozen encoders).
         drop_modality: modality dropout probability during training.
         fusion_options: extra arguments of the fusion.
@@ -40,10 +42,8 @@ class MultimodalModel(nn.Module):
                  n_outputs: int, *, cached: set[str] | None = None,
                  drop_modality: float = 0.0, fusion_options: dict[str, Any] | None = None,
                  dropout: float = 0.1) -> None:
-        super().__init__()
-        self.columns = sorted(encoders)
-        self.encoders = nn.ModuleDict({module_key(c): encoders[c] for c in self.columns})
-        self.projections = nn.ModuleDict({
+        super().__init__(encoders, cached)
+        self.projections = torch.nn.ModuleDict({
             module_key(c): Projection(encoders[c].output_dim, dim, dropout=dropout)
             for c in self.columns})
         options = dict(fusion_options or {})
@@ -51,25 +51,16 @@ class MultimodalModel(nn.Module):
             options.setdefault("dropout", dropout)
         self.fusion = build_fusion(fusion, self.columns, dim, **options)
         self.head = TaskHead(self.fusion.out_dim, n_outputs, dropout=dropout)
-        self.cached = set(cached or ())
-        self._cached_view = {c: CachedEncoder(encoders[c]) for c in self.cached}
         self.drop_modality = drop_modality
-
-    def encoder(self, column: str) -> ModalityEncoder:
-        return self.encoders[module_key(column)]  # type: ignore[return-value]
 
     def encode(self, batch: Batch) -> tuple[dict[str, Encoded], dict[str, torch.Tensor]]:
         """Per column: the projected encoder output, and the presence mask."""
         encoded, present = {}, {}
         for c in self.columns:
-            inputs, lengths = batch.inputs[c], batch.lengths.get(c)
             if not bool(batch.present[c].any()):  # no row of the batch has this column
                 encoded[c], present[c] = self._absent(c, len(batch))
                 continue
-            if c in self.cached:
-                out = self._cached_view[c](inputs, lengths)
-            else:
-                out = self.encoder(c)(inputs, lengths)
+            out = self.run_tower(c, batch.inputs[c], batch.lengths.get(c))
             encoded[c] = self.projections[module_key(c)](out)
             present[c] = batch.present[c].to(out.pooled.device)
         if self.training and self.drop_modality > 0:

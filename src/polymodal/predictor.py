@@ -4,85 +4,49 @@
     predictor.evaluate("test.csv")
     predictor.save("model/"); Predictor.load("model/").predict("new.csv")
 
-The constructor only stores its arguments; ``fit`` learns (fitted attributes end in
-``_``). Weights are saved as safetensors and settings as YAML; a saved model loads and
-predicts exactly as before, with no code of the caller's.
+The constructor only stores its arguments (:class:`~polymodal.config.PredictorConfig`
+holds the same settings as data); ``fit`` learns (fitted attributes end in ``_``). The
+fit itself is the estimator core's (:mod:`polymodal.estimator`); what is the
+Predictor's own is the task (:mod:`polymodal.heads`: labels to targets, loss,
+probabilities, metrics) and the fused model on the towers. Weights are saved as
+safetensors and settings as YAML; a saved model loads and predicts exactly as before,
+with no code of the caller's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from polymodal.checkpoint import build_encoders, load_weights, read_checkpoint, write_checkpoint
-from polymodal.data import Manifest, MultimodalDataset
-from polymodal.data.dataset import EpochShuffleSampler
+from polymodal.config import PredictorConfig
+from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
-from polymodal.data.noise import noisy
 from polymodal.data.validation import check_labels
 from polymodal.encoders.base import ModalityEncoder
-from polymodal.encoders.cache import CachedFeatures
-from polymodal.encoders.registry import build_encoder
-from polymodal.heads import n_outputs
+from polymodal.estimator import EncoderSpecs, Estimator, Noise
+from polymodal.heads import Task, infer_problem_type, make_task
 from polymodal.model import MultimodalModel
-from polymodal.presets import Preset, encoder_spec, resolve_preset
+from polymodal.predictor_report import PredictorReports
 
-#: ``evaluate(noise=...)``: per column name or role, a level in [0, 1] for
-#: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
-#: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
-Noise = Mapping[str, float | Callable[[Any], Any]]
+__all__ = ["Noise", "Predictor"]
+
 #: the per-epoch metrics of the fit, saved beside the weights
 TRAINING_LOG = "training_log.csv"
-
-
-def _metrics(problem_type: str, y_true: np.ndarray, proba: np.ndarray,
-             classes: list[Any]) -> dict[str, float]:
-    from sklearn import metrics
-
-    if problem_type == "regression":
-        pred = proba[:, 0]
-        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y_true, pred))),
-                "mae": float(metrics.mean_absolute_error(y_true, pred)),
-                "r2": float(metrics.r2_score(y_true, pred))}
-    if problem_type == "multilabel":
-        pred = (proba >= 0.5).astype(int)
-        out = {"subset_accuracy": float(metrics.accuracy_score(y_true, pred)),
-               "macro_f1": float(metrics.f1_score(y_true, pred, average="macro",
-                                                  zero_division=0))}
-        with contextlib.suppress(ValueError):
-            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba, average="macro"))
-        return out
-    pred = proba.argmax(axis=1)
-    out = {"accuracy": float(metrics.accuracy_score(y_true, pred)),
-           "macro_f1": float(metrics.f1_score(y_true, pred, average="macro", zero_division=0))}
-    try:
-        if len(classes) == 2:
-            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba[:, 1]))
-        else:
-            out["roc_auc"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr",
-                                                         labels=list(range(len(classes)))))
-        out["log_loss"] = float(metrics.log_loss(y_true, proba, labels=list(range(len(classes)))))
-    except ValueError:  # a class absent from this set
-        pass
-    return out
 
 
 def _pretrained_columns(init_from: str | os.PathLike[str], columns: list[str]) -> list[str]:
     """Fine-tuning from a checkpoint without ``modalities``: the columns it has encoders
     for, said when that leaves some out (a tuxpaint pretraining of pictures and captions
     fine-tunes those two, not its sounds)."""
-    from polymodal.checkpoint import read_checkpoint
+    from polymodal.checkpoint import read_saved
 
-    saved = (read_checkpoint(init_from, "checkpoint to initialise from")[0]
-             .get("encoders") or {})
+    saved = read_saved(init_from, "checkpoint to initialise from").fitted.get("encoders") or {}
     covered = [c for c in columns if c in saved]
     if not covered:
         raise ValueError(f"{init_from} has encoders for {sorted(saved)}, none of this "
@@ -94,14 +58,6 @@ def _pretrained_columns(init_from: str | os.PathLike[str], columns: list[str]) -
                       f"{', '.join(covered)} (not {', '.join(sorted(set(columns) - set(covered)))};"
                       " modalities=[...] chooses)")
     return covered
-
-
-def _majority_share(targets: list[Any]) -> float | None:
-    """The accuracy of always guessing the most frequent class (the chance line)."""
-    if not targets:
-        return None
-    counts = np.unique(np.asarray([int(t) for t in targets]), return_counts=True)[1]
-    return float(counts.max() / counts.sum())
 
 
 def _labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
@@ -118,7 +74,7 @@ def _labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
     return m.subset(keep), missing
 
 
-class Predictor:
+class Predictor(PredictorReports, Estimator):
     """Fit a fused multimodal model on a table of rows that point at media.
 
     Args:
@@ -155,6 +111,13 @@ class Predictor:
             "note": "text"}`` (the names of :class:`~polymodal.data.schema.Role`).
     """
 
+
+    kind: ClassVar[str] = "predictor"
+    config_class: ClassVar[type] = PredictorConfig
+    other_kind_hint: ClassVar[str] = (
+        "; a pretrained checkpoint loads with Pretrainer.load, or fine-tune from it with "
+        "fit(..., init_from=path)")
+
     def __init__(self, label: str, problem_type: str | None = None,
                  modalities: Sequence[str] | None = None, fusion: str = "attention",
                  encoders: Mapping[str, str | tuple[str, dict[str, Any]]] | None = None,
@@ -168,42 +131,19 @@ class Predictor:
                  precision: str | None = None, memory_cache_mb: float = 1024,
                  patience: int | None = None, schedule: str = "cosine",
                  roles: Mapping[str, str] | None = None) -> None:
+        from polymodal.fusion import fusion_class
+        from polymodal.presets import resolve_preset
         from polymodal.training.module import check_schedule
 
-        self.schedule = check_schedule(schedule)  # refused here, not at fit's first step
-        self.label = label
-        self.roles = dict(roles or {})
-        self.problem_type = problem_type
-        self.modalities = list(modalities) if modalities is not None else None
-        self.fusion = fusion
-        self.encoders = dict(encoders or {})
-        self.preset = preset
-        self.path = path
-        self.drop_modality = drop_modality
-        self.class_weights = class_weights
-        self.seed = seed
-        self.max_epochs, self.batch_size, self.lr, self.dim = max_epochs, batch_size, lr, dim
-        self.cache_dir = cache_dir
-        self._cache_loaders: dict[str, CachedFeatures] = {}
-        self.fusion_options = dict(fusion_options or {})
-        self.dropout = dropout
-        self.unfreeze_after = unfreeze_after
-        self.freeze_encoders = freeze_encoders
-        self.precision = precision
-        self.memory_cache_mb = memory_cache_mb
-        self.patience = patience
+        # names refused here, not after the vocabularies and the feature cache
+        check_schedule(schedule)
+        fusion_class(fusion)
+        resolve_preset(preset)
+        if problem_type is not None:
+            make_task(problem_type)
+        self._store(locals())
 
-    # -- settings -----------------------------------------------------------------
-    def _preset(self) -> Preset:
-        return resolve_preset(self.preset)
-
-    def _patience(self, preset: Preset) -> int | None:
-        """Early stopping's patience: ``patience`` or the preset's; None for off."""
-        patience = preset.patience if self.patience is None else self.patience
-        if patience < 0:
-            raise ValueError(f"patience must be >= 0 (0: never stop early), got {patience}")
-        return patience or None
-
+    # -- reading ------------------------------------------------------------------
     def _read(self, data: Any) -> Manifest:
         if isinstance(data, Manifest):
             return data
@@ -215,8 +155,53 @@ class Predictor:
                                 f"manifest; columns: {list(m.table.columns)}")
         return m
 
-    def _columns(self, m: Manifest, init_from: str | os.PathLike[str] | None = None
-                 ) -> list[str]:
+    def _without_bad_labels(self, m: Manifest, on_error: OnError
+                            ) -> tuple[Manifest, list[Problem]]:
+        """``m`` without the rows whose label is of the wrong type (what ``validate``
+        calls ``bad_label``: a list where one value is due, a word in a column of
+        numbers); under ``on_error="raise"`` the first one stops the run, named."""
+        label_type = make_task(self.problem_type).label_type \
+            if self.problem_type is not None else "auto"
+        if label_type is None:  # any value is a label (lists)
+            return m, []
+        bad = [p for p in check_labels(m, label_type) if p.kind == "bad_label"]
+        if not bad:
+            return m, []
+        bad = [Problem(p.row, p.column, p.kind, p.reason, manifest=m.source) for p in bad]
+        if on_error == "raise":
+            raise bad[0].to_error()
+        rows = {p.row for p in bad}
+        keep = [i for i in range(len(m)) if m.source_row(i) not in rows]
+        return m.subset(keep), bad
+
+    def _read_parts(self, train: Any, tuning: Any, on_error: OnError
+                    ) -> tuple[Manifest, Manifest, list[Problem]]:
+        m, problems = self._without_bad_labels(self._read(train), on_error)
+        if tuning is None:
+            m, tune = m.training_split(self.seed, fraction=0.1, minimum=1)
+        else:
+            tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
+            problems += tune_problems
+        return m, tune, problems
+
+    def _learn_targets(self, train: Manifest, tuning: Manifest) -> None:
+        """The task and its classes, from the labels of the training rows and of the
+        tuning rows too: a class that a small random hold-out took whole out of the
+        training rows is still a class the model knows (and is scored on), not an error
+        at the first validation batch."""
+        y = train.table[self.label]
+        if y.isna().all():
+            raise ValueError(f"label column {self.label!r} is empty in every row")
+        both = pd.concat([y, tuning.table[self.label]], ignore_index=True) \
+            if self.label in tuning.table.columns else y
+        problem_type = self.problem_type or infer_problem_type(both)
+        kind = make_task(problem_type)
+        self.task_: Task = make_task(problem_type, kind.classes_from(both, self.label))
+        self.problem_type_ = problem_type
+        self.classes_: list[Any] = self.task_.classes
+        self.class_index_ = self.task_.index
+
+    def _choose_columns(self, m: Manifest, init_from: Any = None) -> list[str]:
         cols = m.select_modality_columns(self.modalities)
         if init_from is not None and self.modalities is None:
             cols = _pretrained_columns(init_from, cols)
@@ -228,227 +213,62 @@ class Predictor:
                                  f"modalities=[...] or roles={{{c!r}: 'ignore'}}")
         return cols
 
-    # -- labels -------------------------------------------------------------------
-    def _infer_problem(self, y: pd.Series) -> str:
-        if self.problem_type is not None:
-            return self.problem_type
-        values = y.dropna()
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().all() and values.nunique() > 20 and \
-                not np.allclose(numeric, numeric.round()):
-            return "regression"
-        return "binary" if values.nunique() == 2 else "multiclass"
+    # -- the model and its objective ----------------------------------------------
+    def _starting_encoders(self, m: Manifest, init_from: Any
+                           ) -> tuple[dict[str, ModalityEncoder], EncoderSpecs]:
+        self.init_from_ = str(init_from) if init_from is not None else None
+        if init_from is None:
+            return {}, {}
+        from polymodal.pretraining import pretrained_encoders
 
-    def _label_values(self, m: Manifest) -> pd.Series:
-        y = m.table[self.label]
-        if y.isna().all():
-            raise ValueError(f"label column {self.label!r} is empty in every row")
-        return y
+        return pretrained_encoders(init_from, self.columns_, m.modality_columns, self.encoders)
 
-    def _without_bad_labels(self, m: Manifest, on_error: OnError
-                            ) -> tuple[Manifest, list[Problem]]:
-        """``m`` without the rows whose label is of the wrong type (what ``validate``
-        calls ``bad_label``: a list where one value is due, a word in a column of
-        numbers); under ``on_error="raise"`` the first one stops the run, named."""
-        if self.problem_type == "multilabel":  # lists are what it takes
-            return m, []
-        label_type = "numeric" if self.problem_type == "regression" else "auto"
-        bad = [p for p in check_labels(m, label_type) if p.kind == "bad_label"]
-        if not bad:
-            return m, []
-        bad = [Problem(p.row, p.column, p.kind, p.reason, manifest=m.source) for p in bad]
-        if on_error == "raise":
-            raise bad[0].to_error()
-        rows = {p.row for p in bad}
-        keep = [i for i in range(len(m)) if m.source_row(i) not in rows]
-        return m.subset(keep), bad
+    def _frozen(self, column: str, m: Manifest) -> bool:
+        return self.freeze_encoders
 
-    def _target(self, value: Any) -> Any:
-        if self.problem_type_ == "regression":
-            return float(value)
-        if self.problem_type_ == "multilabel":
-            labels = value if isinstance(value, list | tuple) else str(value).split("|")
-            vec = torch.zeros(len(self.classes_))
-            for lab in labels:
-                vec[self.class_index_[str(lab).strip()]] = 1.0
-            return vec
-        return self.class_index_[str(value)]
+    def _training_rows(self, m: Manifest, tune: Manifest
+                       ) -> tuple[Manifest, Manifest, list[Problem]]:
+        m_lab, unlabelled = _labelled(m, self.label)
+        t_lab, tune_unlabelled = _labelled(tune, self.label)
+        self._train_targets = [self._target(m_lab.label(i)) for i in range(len(m_lab))]
+        self.chance_ = self.task_.chance(self._train_targets)
+        return m_lab, t_lab, [*unlabelled, *tune_unlabelled]
 
-    # -- building -----------------------------------------------------------------
-    def _build(self, m: Manifest, columns: list[str],
-               init_from: str | os.PathLike[str] | None = None) -> None:
-        preset = self._preset()
-        self.encoder_specs_: dict[str, tuple[str, dict[str, Any]]] = {}
-        encoders: dict[str, ModalityEncoder] = {}
-        if init_from is not None:
-            from polymodal.pretraining import pretrained_encoders
-
-            encoders, self.encoder_specs_ = pretrained_encoders(
-                init_from, columns, m.modality_columns, self.encoders)
-        for c in columns:
-            if c not in encoders:
-                name, options = encoder_spec(self.encoders, c, m.modality_columns[c], preset)
-                encoders[c] = build_encoder(name, **options)
-                self.encoder_specs_[c] = (name, options)
-            if self.freeze_encoders:
-                encoders[c].freeze()
-        self._encoders = encoders
-        self.dim_ = self.dim or preset.dim
+    def _cached_columns(self) -> set[str]:
+        # frozen encoders that are never unfrozen train on their cached outputs
+        return super()._cached_columns() if self.unfreeze_after is None else set()
 
     def _make_model(self, cached: set[str] | None = None) -> MultimodalModel:
-        return MultimodalModel(self._encoders, self.fusion, self.dim_,
-                               n_outputs(self.problem_type_, len(self.classes_)),
+        return MultimodalModel(self._encoders, self.fusion, self.dim_, self.task_.n_outputs,
                                cached=cached, drop_modality=self.drop_modality,
                                fusion_options=self.fusion_options, dropout=self.dropout)
 
-    def _dataset(self, m: Manifest, *, with_labels: bool, on_error: OnError = "raise",
-                 noise: Noise | None = None, memory_cache_mb: float = 0
-                 ) -> MultimodalDataset:
-        transforms: dict[str, Callable[[Any], Any]] = {
-            c: e.preprocess for c, e in self._encoders.items()}
-        loaders = {c: f for c, f in self._cache_loaders.items() if c in self.model_.cached}
-        for key, level in (noise or {}).items():
-            for c in self.columns_:
-                role = m.schema[c].role.value
-                if key in (c, role) and (callable(level) or level > 0):
-                    corrupt = level if callable(level) else noisy(role, level, seed=self.seed)
-                    transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
-        return MultimodalDataset(m, columns=self.columns_, transforms=transforms,
-                                 on_error=on_error, cell_loaders=loaders,
-                                 label_transform=self._target if with_labels else None,
-                                 memory_cache_mb=0 if noise else memory_cache_mb)
+    def _objective(self, train: Manifest) -> torch.nn.Module:
+        from polymodal.objectives import SupervisedLoss
 
-    def _loader(self, m: Manifest, *, shuffle: bool, with_labels: bool,
-                on_error: OnError = "raise", noise: Noise | None = None,
-                memory_cache_mb: float = 0) -> torch.utils.data.DataLoader:
-        ds = self._dataset(m, with_labels=with_labels, on_error=on_error, noise=noise,
-                           memory_cache_mb=memory_cache_mb)
-        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
-        return ds.loader(self.batch_size_, sampler=sampler)
+        if self.class_weights not in (None, "balanced"):
+            raise ValueError(f"class_weights must be 'balanced' or None, got "
+                             f"{self.class_weights!r}")
+        self.class_weights_ = self.task_.class_weights(self._train_targets) \
+            if self.class_weights == "balanced" else None
+        return SupervisedLoss(self.task_, self.class_weights_)
 
-    # -- fit ----------------------------------------------------------------------
-    def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
-            on_error: OnError = "raise", devices: int | str = 1,
-            progress: bool = True, callbacks: list[Any] | None = None,
-            resume: bool = False, init_from: str | os.PathLike[str] | None = None
-            ) -> Predictor:
-        """Train on ``train`` (a manifest path, DataFrame or Manifest).
+    def _schedule(self) -> str:
+        return self.schedule
 
-        Without ``tuning``, a manifest with a split column trains on "train" and tunes
-        on "val"; otherwise 10% of the rows (seeded) are held out. ``callbacks`` are
-        extra Lightning callbacks. ``resume=True`` continues an interrupted run in the
-        same ``path`` from its last checkpoint (same settings, same batches).
-        ``init_from`` starts the encoders from a saved Pretrainer (or Predictor): their
-        weights and vocabularies; with ``freeze_encoders=True`` they stay fixed.
-        """
-        import lightning as L
+    def _callbacks(self) -> list[Any]:
+        from polymodal.training import UnfreezeEncoders
 
-        from polymodal.training import LitMultimodal, UnfreezeEncoders, fit_run, make_trainer
-        from polymodal.training.run import remaining_time
-        from polymodal.training.skips import decoded_cells, training_skip_report
+        return [UnfreezeEncoders(self.unfreeze_after)] if self.unfreeze_after is not None \
+            else []
 
-        start = time.time()
-        m = self._read(train)
-        m, label_problems = self._without_bad_labels(m, on_error)
-        if tuning is None:
-            m, tune = m.training_split(self.seed, fraction=0.1, minimum=1)
-        else:
-            tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
-            label_problems += tune_problems
-        y = self._label_values(m)
-        # the labels of the tuning rows too: a class that a small random hold-out took
-        # whole out of the training rows is still a class the model knows (and is
-        # scored on), not an error at the first validation batch
-        both = pd.concat([y, tune.table[self.label]], ignore_index=True) if self.label in \
-            tune.table.columns else y
-        self.problem_type_ = self._infer_problem(both)
-        if self.problem_type_ == "regression":
-            self.classes_: list[Any] = []
-        else:
-            if self.problem_type_ == "multilabel":
-                labels = {str(x).strip() for v in both.dropna() for x in
-                          (v if isinstance(v, list) else str(v).split("|"))}
-            else:
-                labels = {str(v) for v in both.dropna()}
-            if len(labels) < 2:
-                raise ValueError(f"label column {self.label!r} has one class only "
-                                 f"({sorted(labels)}); a classifier needs two or more")
-            self.classes_ = sorted(labels, key=lambda v: (len(v), v) if v.isdigit() else
-                                   (0, v))
-        self.class_index_ = {c: i for i, c in enumerate(self.classes_)}
-        self.columns_ = self._columns(m, init_from)
-        preset = self._preset()
-        self.batch_size_ = self.batch_size or preset.batch_size
-        L.seed_everything(self.seed, workers=True, verbose=False)
-        self._build(m, self.columns_, init_from)
-        self.init_from_ = str(init_from) if init_from is not None else None
-        self.roles_ = m.schema.to_dict()
-        for c, enc in self._encoders.items():  # vocabularies from the training rows
-            if not enc.is_fitted:
-                enc.fit(decoded_cells(m, c, on_error))
-        m_lab, unlabelled = _labelled(m, self.label)
-        self.chance_ = _majority_share([self._target(m_lab.label(i)) for i in range(len(m_lab))]
-                                       ) if self.problem_type_ in ("binary", "multiclass") \
-            else None
-        t_lab, tune_unlabelled = _labelled(tune, self.label)
-        label_problems += unlabelled + tune_unlabelled
-        self.run_dir_ = Path(self.path or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-        self.run_dir_.mkdir(parents=True, exist_ok=True)
-        # frozen encoders (and never unfrozen): train on their cached outputs
-        frozen = {c for c, e in self._encoders.items()
-                  if not e.trainable and self.unfreeze_after is None}
-        cache_root = Path(self.cache_dir or self.run_dir_ / "feature-cache")
-        self._cache_loaders = {c: CachedFeatures(self._encoders[c], cache_root)
-                               for c in frozen}
-        for c, features in self._cache_loaders.items():
-            for part in (m, tune):
-                features.fill(part, c, batch_size=self.batch_size_, show_progress=progress)
-        self.model_ = self._make_model(cached=frozen)
-        weights = None
-        if self.class_weights == "balanced" and self.problem_type_ in ("multiclass",
-                                                                      "binary"):
-            counts = np.bincount([self._target(m_lab.label(i)) for i in range(len(m_lab))],
-                                 minlength=len(self.classes_)).astype(float)
-            if self.problem_type_ == "binary":  # BCE's weight of the positive class
-                weights = torch.tensor([counts[0] / max(counts[1], 1.0)], dtype=torch.float32)
-            else:
-                weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
-                                       dtype=torch.float32)
-        self.class_weights_ = weights
-        lit = LitMultimodal(self.model_, self.problem_type_, lr=self.lr or preset.lr,
-                            class_weights=weights, schedule=self.schedule)
-        epochs = preset.max_epochs if self.max_epochs is None else self.max_epochs
-        trainer = make_trainer(self.run_dir_, max_epochs=epochs,
-                               patience=self._patience(preset),
-                               time_limit=remaining_time(start, time_limit),
-                               devices=devices, has_validation=len(t_lab) > 0,
-                               precision=self.precision,
-                               progress=progress, resume=resume, callbacks=[
-                                   *(callbacks or []),
-                                   *([UnfreezeEncoders(self.unfreeze_after)]
-                                     if self.unfreeze_after is not None else [])])
-        train_loader = self._loader(m_lab, shuffle=True, with_labels=True, on_error=on_error,
-                                    memory_cache_mb=self.memory_cache_mb)
-        val_loader = self._loader(t_lab, shuffle=False, with_labels=True, on_error=on_error,
-                                  memory_cache_mb=self.memory_cache_mb / 4)
-        self.ended_ = fit_run(trainer, lit, train_loader, val_loader if len(t_lab) else None,
-                              self.run_dir_, resume=resume)
-        self.train_steps_ = int(trainer.global_step)
-        self.model_.cached = set()  # inference runs the live encoders (noise, new files)
-        self.model_.eval()
-        self.skipped_ = training_skip_report(
-            m.source, [*label_problems, *lit.skip_report.problems],
-            {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
-            on_error, self.run_dir_)
-        self.fit_seconds_ = time.time() - start
-        return self
+    def _label_transform(self) -> Any:
+        return self._target
+
+    def _target(self, value: Any) -> Any:
+        return self.task_.target(value)
 
     # -- inference ----------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("this Predictor is not fitted: call fit(train) or "
-                               "Predictor.load(path) first")
-
     @torch.no_grad()
     def _outputs(self, data: Any, *, drop: Sequence[str] = (), embed: bool = False,
                  noise: Noise | None = None) -> tuple[np.ndarray, Manifest]:
@@ -456,7 +276,7 @@ class Predictor:
         m = self._read_for_inference(data)
         self.model_.eval()
         rows: list[np.ndarray] = []
-        for batch in self._loader(m, shuffle=False, with_labels=False, noise=noise):
+        for batch in self._loader(m, shuffle=False, noise=noise):
             for c in drop:
                 batch.present[c] = torch.zeros_like(batch.present[c])
             out = self.model_.embed(batch) if embed else self.model_(batch)
@@ -483,79 +303,34 @@ class Predictor:
     def predict_proba(self, data: Any) -> pd.DataFrame:
         """Class probabilities (one column per class), or values for regression."""
         out, m = self._outputs(data)
-        if self.problem_type_ == "regression":
-            return pd.DataFrame({self.label: out[:, 0]}, index=m.ids())
-        return pd.DataFrame(self._to_proba(out), columns=self.classes_, index=m.ids())
-
-    def _to_proba(self, out: np.ndarray) -> np.ndarray:
-        """Head outputs to probabilities (values unchanged for regression)."""
-        if self.problem_type_ == "regression":
-            return out
-        if self.problem_type_ == "binary":
-            p = 1 / (1 + np.exp(-out[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        if self.problem_type_ == "multilabel":
-            return 1 / (1 + np.exp(-out))
-        e = np.exp(out - out.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return self.task_.frame(out, m.ids(), self.label)
 
     def predict(self, data: Any) -> pd.Series:
         """The predicted label of each row (indexed by row id)."""
         proba = self.predict_proba(data)
-        if self.problem_type_ == "regression":
-            return proba[self.label]
-        if self.problem_type_ == "multilabel":
-            return proba.apply(lambda r: "|".join(c for c in proba.columns if r[c] >= 0.5),
-                               axis=1).rename(self.label)
-        return proba.idxmax(axis=1).rename(self.label)
+        return self.task_.predictions(proba, self.label)
+
+    def _labelled_targets(self, m: Manifest) -> tuple[list[int], np.ndarray]:
+        keep = [i for i in range(len(m)) if m.label(i) is not None]
+        if not keep:
+            raise ValueError(f"{m.source}: no row has a label to evaluate against")
+        return keep, np.stack([np.asarray(self._target(m.label(i))) for i in keep])
 
     def evaluate(self, data: Any, *, drop: Sequence[str] = (),
                  noise: Noise | None = None) -> dict[str, float]:
-        """Metrics by problem type: accuracy, macro-F1, ROC-AUC, log loss; RMSE, MAE, R2.
+        """The task's metrics: accuracy, macro-F1, ROC-AUC, log loss; RMSE, MAE, R2.
 
         ``drop`` evaluates as if those columns were absent from every row; ``noise``
         corrupts columns or modalities at a level in [0, 1] (see
         :func:`polymodal.data.noise.noisy`) or with a function of one decoded cell
         (``noise={"audio": noisy_snr("audio", -10)}``)."""
         out, m = self._outputs(data, drop=drop, noise=noise)
-        keep = [i for i in range(len(m)) if m.label(i) is not None]
-        if not keep:
-            raise ValueError(f"{m.source}: no row has a label to evaluate against")
-        y = np.stack([np.asarray(self._target(m.label(i))) for i in keep])
-        return _metrics(self.problem_type_, y, self._to_proba(out[keep]), self.classes_)
+        keep, y = self._labelled_targets(m)
+        return self.task_.metrics(y, self.task_.proba(out[keep]))
 
-    def plot(self, data: Any, out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-        """Write learning curves, the confusion matrix (classification) and the modality
-        contribution as PNG files (default: the run folder); returns their paths. The
-        learning curves come from the run's log, or from the ``training_log.csv`` saved
-        with the model."""
-        from polymodal import plots
-
-        self._check_fitted()
-        folder = Path(out_dir or getattr(self, "run_dir_", "."))
-        folder.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        chance = getattr(self, "chance_", None)
-        log = self.training_log()
-        if log is not None:
-            curve = plots.learning_curves(log, folder / "learning_curves.png", chance=chance,
-                                          title=f"learning curves: {self.label}")
-            if curve is not None:
-                written.append(curve)
-        if self.problem_type_ in ("binary", "multiclass"):
-            m = self._read_for_inference(data)
-            keep = [i for i in range(len(m)) if m.label(i) is not None]
-            proba = self.predict_proba(m).to_numpy()[keep]
-            y = np.array([self._target(m.label(i)) for i in keep])
-            written.append(plots.confusion_matrix(y, proba.argmax(axis=1),
-                                                  [str(c) for c in self.classes_],
-                                                  folder / "confusion_matrix.png",
-                                                  title=f"confusion matrix: {self.label}"))
-        report = self.modality_report(data)
-        written.append(plots.modality_contribution(
-            report, folder / "modality_contribution.png",
-            chance=chance if "accuracy" in report.columns else None))
-        return written
+    def embed(self, data: Any) -> np.ndarray:
+        """The fused representation of each row, (N, d)."""
+        return self._outputs(data, embed=True)[0]
 
     def training_log(self) -> pd.DataFrame | None:
         """The metrics of every epoch of the fit (its run's log, or the copy saved with
@@ -568,68 +343,27 @@ class Predictor:
         saved = getattr(self, "saved_log_", None)
         return pd.read_csv(saved) if saved is not None and Path(saved).is_file() else None
 
-    def embed(self, data: Any) -> np.ndarray:
-        """The fused representation of each row, (N, d)."""
-        return self._outputs(data, embed=True)[0]
-
-    def modality_report(self, data: Any) -> pd.DataFrame:
-        """The main metric with each column removed and with each column alone, and the
-        mean gated weights where the fusion is gated."""
-        metric = "rmse" if self.problem_type_ == "regression" else (
-            "macro_f1" if self.problem_type_ == "multilabel" else "accuracy")
-        rows = [{"setting": "all columns", metric: self.evaluate(data)[metric]}]
-        for c in self.columns_:
-            rows.append({"setting": f"without {c}",
-                         metric: self.evaluate(data, drop=[c])[metric]})
-            if len(self.columns_) > 1:
-                others = [o for o in self.columns_ if o != c]
-                rows.append({"setting": f"{c} alone",
-                             metric: self.evaluate(data, drop=others)[metric]})
-        report = pd.DataFrame(rows)
-        weights = self.gated_weights(data)
-        if weights is not None:
-            for c, w in weights.items():
-                report.loc[len(report)] = {"setting": f"gate weight of {c}", metric: w}
-        return report
-
-    @torch.no_grad()
-    def gated_weights(self, data: Any) -> dict[str, float] | None:
-        """Mean per-column gate weights of a gated fusion over ``data`` (else None)."""
-        from polymodal.fusion import GatedFusion
-
-        fusion = self.model_.fusion
-        if not isinstance(fusion, GatedFusion):
-            return None
-        m = self._read_for_inference(data)
-        total = torch.zeros(len(self.columns_))
-        n = 0
-        for batch in self._loader(m, shuffle=False, with_labels=False):
-            self.model_.embed(batch)
-            assert fusion.last_weights is not None
-            total += fusion.last_weights.sum(dim=0).cpu()
-            n += len(batch)
-        return {c: float(total[i] / max(n, 1)) for i, c in enumerate(fusion.columns)}
-
     # -- save / load ----------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``config.yaml``, ``model.safetensors`` and ``encoder_state.json``.
+    def _fitted(self) -> dict[str, Any]:
+        return {"problem_type": self.problem_type_, "classes": self.classes_,
+                "columns": self.columns_, "roles": self.roles_, "dim": self.dim_,
+                "batch_size": self.batch_size_,
+                "encoders": {c: {"name": n, "options": o}
+                             for c, (n, o) in self.encoder_specs_.items()},
+                "init_from": getattr(self, "init_from_", None),
+                "chance": getattr(self, "chance_", None)}
 
-        Frozen pretrained encoders are not copied: they load from their package or
-        name again.
-        """
-        self._check_fitted()
-        config = {
-            "polymodal": 1, "label": self.label, "problem_type": self.problem_type_,
-            "classes": self.classes_, "columns": self.columns_, "roles": self.roles_,
-            "fusion": self.fusion, "fusion_options": self.fusion_options, "dim": self.dim_,
-            "drop_modality": self.drop_modality, "batch_size": self.batch_size_,
-            "dropout": self.dropout,
-            "encoders": {c: {"name": n, "options": o} for c, (n, o) in self.encoder_specs_.items()},
-            "preset": self.preset, "seed": self.seed,
-            "init_from": getattr(self, "init_from_", None),
-            "chance": getattr(self, "chance_", None),
-        }
-        folder = write_checkpoint(path, self.model_, config)
+    def _restore(self, fitted: Mapping[str, Any]) -> None:
+        self.problem_type_ = fitted["problem_type"]
+        self.task_ = make_task(self.problem_type_, fitted["classes"])
+        self.classes_ = self.task_.classes
+        self.class_index_ = self.task_.index
+        self.columns_, self.roles_ = fitted["columns"], fitted["roles"]
+        self.dim_, self.batch_size_ = fitted["dim"], fitted["batch_size"]
+        self.init_from_ = fitted.get("init_from")
+        self.chance_ = fitted.get("chance")  # absent from models saved before it
+
+    def _after_save(self, folder: Path) -> None:
         log = self.training_log()
         if log is not None:  # the learning curves travel with the model
             from polymodal import plots
@@ -638,36 +372,6 @@ class Predictor:
             plots.learning_curves(log, folder / "learning_curves.png",
                                   chance=getattr(self, "chance_", None),
                                   title=f"learning curves: {self.label}")
-        return folder
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Predictor:
-        """Load a saved Predictor (safetensors weights, YAML settings; nothing pickled).
-
-        Raises:
-            ValueError: a missing, truncated or tampered file, named.
-        """
-        config, state, extra = read_checkpoint(path, "saved Predictor")
-        if "label" not in config:
-            raise ValueError(f"{path}: not a saved Predictor (a pretrained checkpoint? "
-                             "load it with Pretrainer.load, or fine-tune from it with "
-                             "fit(..., init_from=path))")
-        p = cls(label=config["label"], problem_type=config["problem_type"],
-                fusion=config["fusion"], preset=config["preset"], seed=config["seed"],
-                drop_modality=config["drop_modality"], dim=config["dim"],
-                fusion_options=config["fusion_options"], dropout=config["dropout"])
-        p.problem_type_ = config["problem_type"]
-        p.classes_ = config["classes"]
-        p.class_index_ = {c: i for i, c in enumerate(p.classes_)}
-        p.columns_ = config["columns"]
-        p.roles_ = config["roles"]
-        p.dim_ = config["dim"]
-        p.batch_size_ = config["batch_size"]
-        p.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in config["encoders"].items()}
-        p._encoders = build_encoders(p.encoder_specs_, extra)
-        p.model_ = p._make_model()
-        load_weights(p.model_, state, extra, path)
-        p.model_.eval()
-        p.chance_ = config.get("chance")  # absent from models saved before it
-        p.saved_log_ = Path(path) / TRAINING_LOG
-        return p
+    def _after_load(self, folder: Path) -> None:
+        self.saved_log_ = folder / TRAINING_LOG

@@ -16,6 +16,7 @@ which says what kind of thing was asked for, the nearest known names and all of 
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -61,11 +62,21 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._load = load
+        self._loading = threading.RLock()  # a server's first lookups come at once
+        self._loader: int | None = None  # the thread running ``load``
 
     def _loaded(self) -> dict[str, T]:
+        """The entries, after ``load`` has run once to its end (again after a load
+        that failed; the same thread's registrations inside it see the partial set)."""
         if self._load is not None:
-            load, self._load = self._load, None
-            load()
+            with self._loading:
+                if self._load is not None and self._loader is None:
+                    self._loader = threading.get_ident()
+                    try:
+                        self._load()
+                        self._load = None
+                    finally:
+                        self._loader = None
         return self._entries
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -76,7 +87,10 @@ class Registry(Generic[T]):
         return wrap
 
     def add(self, name: str, entry: T) -> None:
-        """Register ``entry`` as ``name`` (refused if the name is taken)."""
+        """Register ``entry`` as ``name`` (refused if the name is taken, the builtin
+        entries included: they are loaded first)."""
+        if self._load is not None and self._loader != threading.get_ident():
+            self._loaded()
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = entry

@@ -22,8 +22,6 @@ from polymodal.cli.common import (
     resolve_model_said,
 )
 
-TRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "init_from", "resume"}
-PRETRAIN_KEYS = {"train", "tuning", "save", "time_limit", "on_error", "resume"}
 #: the run folder (checkpoints, logs) inside the output folder, unless ``path`` is set:
 #: ``--resume`` finds the interrupted run there
 RUN_FOLDER = "run"
@@ -33,60 +31,44 @@ ROLE_HELP = "override a column's role: COLUMN=ROLE (repeatable), e.g. sample=id"
 
 
 def load_train_config(config: Path | None, overrides: dict[str, object], *,
-                      target: type | None = None, fit_keys: set[str] = TRAIN_KEYS,
-                      required: tuple[str, ...] = ("train", "label")) -> dict[str, object]:
-    """A training config from YAML and KEY=VALUE overrides; unknown keys are refused.
-
-    ``target`` is the class the settings construct (default: Predictor); ``fit_keys``
-    are the settings that go to ``fit`` instead.
-    """
-    import inspect
-
-    import yaml
+                      target: type | None = None) -> Any:
+    """A :class:`~polymodal.config.RunConfig` from a YAML file and the command's flags
+    (a flag not given is None and leaves the file's setting; ``roles`` from ``--role``
+    add to the file's): :func:`polymodal.config.load_config` for ``target``'s settings
+    (default: the Predictor's). Unknown keys are refused with the nearest valid name."""
+    from polymodal.config import ConfigError, load_config
 
     if target is None:
         from polymodal.predictor import Predictor
 
         target = Predictor
-    settings: dict[str, object] = {}
-    if config is not None:
-        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config}: a training config is a mapping of settings")
-        settings.update(loaded)
-    roles = overrides.pop("roles", None)
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    if roles:
-        settings["roles"] = {**(settings.get("roles") or {}), **roles}  # type: ignore[dict-item]
-    valid = set(inspect.signature(target).parameters) | fit_keys
-    unknown = sorted(set(settings) - valid)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid settings: {sorted(valid)}")
-    for key in required:
-        if key not in settings:
-            raise ValueError(f"the config needs {key!r} (or pass --{key})")
-    return settings
+    overrides = dict(overrides)
+    roles = overrides.pop("roles", None) or {}
+    overrides.update({f"roles.{c}": r for c, r in roles.items()})  # type: ignore[union-attr]
+    run = load_config(config, overrides, kind=target.config_class)
+    if run.fit.train is None:
+        raise ConfigError("the config needs 'train' (or pass --train)")
+    return run
 
 
 def _fit_from_config(target: type, config: Path | None, overrides: dict[str, object],
-                     fit_keys: set[str], required: tuple[str, ...], default_out: str
-                     ) -> tuple[Any, Path]:
+                     default_out: str) -> tuple[Any, Path]:
     """Build ``target`` (Predictor, Pretrainer) from a config and flags, say which role
     each column was given, and fit it; its run folder is ``OUT/run`` unless the config
     sets ``path``."""
     from polymodal.data.manifest import Manifest
 
     with handled("on_error: skip goes on and reports such rows"):
-        settings = load_train_config(config, overrides, target=target, fit_keys=fit_keys,
-                                     required=required)
-        fit_args = {k: settings.pop(k) for k in list(settings) if k in fit_keys}
-        save_to = Path(str(fit_args.pop("save", None) or default_out))
-        settings.setdefault("path", str(save_to / RUN_FOLDER))
-        model = target(**settings)
-        train = fit_args.pop("train")
+        run = load_train_config(config, overrides, target=target)
+        settings, fit = run.estimator, run.fit
+        save_to = Path(str(fit.save or default_out))
+        if settings.path is None:
+            settings.path = str(save_to / RUN_FOLDER)
+        model = target.from_config(settings)
+        train = fit.train
         if not isinstance(train, Manifest):
-            m = Manifest.read(train, label=settings.get("label"),  # type: ignore[arg-type]
-                              roles=settings.get("roles"))  # type: ignore[arg-type]
+            m = Manifest.read(train, label=getattr(settings, "label", None),
+                              roles=settings.roles or None)
             print_schema(m, title=f"columns of {train} (change with --role COLUMN=ROLE)")
             unused = [f"{c} ({spec.role.value})" for c, spec in m.schema.columns.items()
                       if spec.role.value in ("numeric", "categorical")]
@@ -94,9 +76,13 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
                 out.print(f"not used as features: {', '.join(unused)}; models learn from "
                           "text, image and audio columns (--role COLUMN=text reads a "
                           "column as words)")
-        model.fit(train, fit_args.pop("tuning", None), **fit_args)
+        fit_args: dict[str, Any] = {"time_limit": fit.time_limit, "on_error": fit.on_error,
+                                    "resume": fit.resume}
+        if fit.init_from is not None:
+            fit_args["init_from"] = fit.init_from
+        model.fit(train, fit.tuning, **fit_args)
     if getattr(model, "ended_", "") == "time limit":
-        out.print(f"[yellow]stopped at the time limit[/] ({fit_args.get('time_limit')} s); "
+        out.print(f"[yellow]stopped at the time limit[/] ({fit.time_limit} s); "
                   "kept the best finished epoch")
     return model, save_to
 
@@ -122,7 +108,8 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue the interrupted run in --out's run folder")] = False,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="any Predictor setting KEY=VALUE (repeatable), e.g. max_epochs=5")
+        "--set", help="any Predictor setting KEY=VALUE (repeatable), e.g. max_epochs=5, "
+                        "fusion_options.heads=2")
     ] = None,
 ) -> None:
     """Train a Predictor from a YAML config and/or flags, then save it.
@@ -136,8 +123,7 @@ def train_cmd(
         "train": train, "label": label, "tuning": tuning, "fusion": fusion,
         "preset": preset, "save": save, "init_from": init_from,
         "freeze_encoders": freeze_encoders, "roles": parse_roles(role),
-        "resume": resume or None, **parse_options(set_)}, TRAIN_KEYS,
-        ("train", "label"), "model")
+        "resume": resume or None, **parse_options(set_)}, "model")
     with handled():
         predictor.save(save_to)
     out.print(f"trained in {predictor.fit_seconds_:.0f}s; model saved to {save_to}; "
@@ -217,7 +203,7 @@ def predict_cmd(
         predictor = Predictor.load(model)
         pred = predictor.predict(manifest)
         frame = pd.DataFrame({"id": pred.index, "prediction": pred.values})
-        if proba and predictor.problem_type_ != "regression":
+        if proba and predictor.task_.has_classes:
             probs = predictor.predict_proba(manifest).reset_index(drop=True)
             frame = pd.concat([frame, probs.add_prefix("p_")], axis=1)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +237,7 @@ def pretrain_cmd(
     pre, save_to = _fit_from_config(Pretrainer, config, {
         "train": train, "tuning": tuning, "preset": preset, "save": save,
         "roles": parse_roles(role), "resume": resume or None, **parse_options(set_)},
-        PRETRAIN_KEYS, ("train",), "pretrained")
+        "pretrained")
     with handled():
         pre.save(save_to)
     out.print(f"pretrained in {pre.fit_seconds_:.0f}s on pairs {pre.pair_rows_}; saved to "

@@ -276,7 +276,7 @@ class Library:
     def attach_vqa(self, predictor: str | os.PathLike[str]) -> None:
         """Answer questions with a visual question answering model: a saved Predictor
         that takes one picture column and one text column (the question) and predicts
-        the answer (see ``polymodal.bench.vqa``)."""
+        the answer (train one with :func:`polymodal.apps.vqa.train_vqa`)."""
         p = load_vqa(predictor)
         self.config["vqa"] = str(Path(predictor).resolve())
         self._save_config()

@@ -1,38 +1,20 @@
-"""Losses: supervised ones as functions of (outputs, targets) for each problem type, and
-contrastive InfoNCE across modality pairs (:mod:`polymodal.objectives.contrastive`)."""
+"""Objectives: what a batch's loss is. The supervised one is the task's loss
+(:mod:`polymodal.objectives.supervised`, the losses themselves live with the tasks in
+:mod:`polymodal.heads`); the contrastive one is InfoNCE across modality pairs
+(:mod:`polymodal.objectives.contrastive`). Each gives the training loop a
+:class:`~polymodal.objectives.step.Step` per batch."""
 
 from __future__ import annotations
-
-import torch
-from torch import nn
 
 from polymodal.objectives.contrastive import (
     ContrastiveLoss,
     NegativeQueue,
+    content_hash,
     gather_with_grad,
     info_nce,
 )
+from polymodal.objectives.step import Step
+from polymodal.objectives.supervised import SupervisedLoss
 
-__all__ = ["ContrastiveLoss", "NegativeQueue", "gather_with_grad", "info_nce",
-           "supervised_loss"]
-
-
-def supervised_loss(problem_type: str, outputs: torch.Tensor, targets: torch.Tensor,
-                    class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy (multiclass), BCE (binary, multilabel) or MSE (regression).
-
-    ``class_weights`` re-weights classes for imbalance (multiclass: per class; binary:
-    the positive class weight as a 1-element tensor; multilabel: per label positive
-    weights).
-    """
-    if problem_type == "multiclass":
-        return nn.functional.cross_entropy(outputs, targets, weight=class_weights)
-    if problem_type == "binary":
-        return nn.functional.binary_cross_entropy_with_logits(
-            outputs.squeeze(-1), targets.float(), pos_weight=class_weights)
-    if problem_type == "multilabel":
-        return nn.functional.binary_cross_entropy_with_logits(outputs, targets.float(),
-                                                              pos_weight=class_weights)
-    if problem_type == "regression":
-        return nn.functional.mse_loss(outputs.squeeze(-1), targets.float())
-    raise ValueError(f"unknown problem_type {problem_type!r}")
+__all__ = ["ContrastiveLoss", "NegativeQueue", "Step", "SupervisedLoss", "content_hash",
+           "gather_with_grad", "info_nce"]

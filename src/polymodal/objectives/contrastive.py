@@ -6,12 +6,28 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from polymodal.model import module_key
+from polymodal.data.dataset import Batch
+from polymodal.fusion.base import module_key
+from polymodal.objectives.step import Step
+
+
+def content_hash(inputs: torch.Tensor | list[str]) -> torch.Tensor:
+    """(B,) float64 fingerprints of a column's collated inputs: equal for rows with the
+    same content (a caption repeated, one picture on two rows), and comparable across
+    processes, so duplicates can be kept out of each other's negatives."""
+    if not isinstance(inputs, torch.Tensor):
+        return torch.tensor([float(zlib.crc32(s.encode())) for s in inputs], dtype=torch.float64)
+    flat = inputs.detach().reshape(len(inputs), -1).to(torch.float64)
+    weights = torch.sin(torch.arange(flat.shape[1], dtype=torch.float64, device=flat.device)
+                        * 12.9898 + 78.233)
+    return flat @ weights
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -138,6 +154,25 @@ class ContrastiveLoss(nn.Module):
         if not losses:
             return next(iter(embeddings.values())).sum() * 0.0, losses
         return torch.stack(list(losses.values())).mean(), losses
+
+    def step(self, model: nn.Module, batch: Batch, stage: str) -> Step:
+        """The loss of a batch of ``model`` (a ContrastiveModel): its embeddings, with
+        rows of identical content kept out of each other's negatives; nothing to learn
+        (``loss`` None) when no pair has two rows."""
+        embeddings, present = model(batch)
+        groups = {c: content_hash(batch.inputs[c]).to(embeddings[c].device)
+                  for c in self.columns}
+        loss, per_pair = self(embeddings, present, groups)
+        logs = {f"{stage}_loss": loss,
+                **{f"{stage}_loss/{pair}": value for pair, value in per_pair.items()}}
+        if stage == "train":
+            logs["temperature"] = torch.tensor(self.temperature)
+        return Step(loss if per_pair else None, logs, shown=(f"{stage}_loss",))
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """The temperature, when it is learnt: trained without weight decay."""
+        return [{"params": [self.log_scale], "weight_decay": 0.0}] \
+            if self.log_scale.requires_grad else []
 
     def _queued(self, column: str) -> torch.Tensor | None:
         if not self.queues:

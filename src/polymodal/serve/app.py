@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 
+from polymodal import __version__
 from polymodal.data.errors import MediaError
 from polymodal.library import Library
 from polymodal.serve.guard import (
@@ -85,7 +86,7 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
     for ``/api/predict`` and an API key; request bodies bounded in size, arrival time
     and number in flight (:class:`GuardMiddleware`)."""
     lib = Library(library, root)
-    app = FastAPI(title=f"polymodal: {library}", version="0.1.0",
+    app = FastAPI(title=f"polymodal: {library}", version=__version__,
                   description="Search and ask a multimodal library.")
     app.add_middleware(GuardMiddleware, limit=max_upload_bytes + FORM_OVERHEAD_BYTES,
                        api_key=api_key, body_timeout=body_timeout, max_bodies=max_bodies)
@@ -247,10 +248,11 @@ def _predict_row(p: Any, form: Any, limit: int) -> dict[str, Any]:
             proba = p.predict_proba(pd.DataFrame([row]))
         except (MediaError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
-    if p.problem_type_ == "regression":
-        return {"prediction": float(proba.iloc[0, 0])}
+    prediction = p.task_.predictions(proba, p.label).iloc[0]
+    if not p.task_.has_classes:
+        return {"prediction": float(prediction)}
     probs = {str(c): float(v) for c, v in proba.iloc[0].items()}
-    return {"prediction": max(probs, key=probs.get), "probabilities": probs}
+    return {"prediction": str(prediction), "probabilities": probs}
 
 
 def serve(library: str, root: str | Path | None = None, *, host: str = "127.0.0.1",

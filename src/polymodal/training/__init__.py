@@ -1,4 +1,4 @@
-"""Training on Lightning: the LightningModule around a MultimodalModel, the trainer
+"""Training on Lightning: the LightningModule of every model, the trainer
 factory (checkpoints, early stopping, logs, precision, devices) and one fit as every
 estimator runs it (resume, time limit, interruption). Names load on first use, so that
 catching :class:`TrainingInterrupted` imports no model library."""
@@ -9,7 +9,7 @@ from importlib import import_module
 from typing import Any
 
 _WHERE = {
-    "AtomicCheckpointIO": "module", "CheckpointError": "module", "LitMultimodal": "module",
+    "AtomicCheckpointIO": "module", "CheckpointError": "module", "LitEstimator": "module",
     "UnfreezeEncoders": "module", "load_training_checkpoint": "module",
     "make_trainer": "module", "warmup_cosine": "module",
     "Deadline": "run", "fit_run": "run", "remaining_time": "run",

@@ -1,4 +1,4 @@
-"""The LightningModule that trains a MultimodalModel, and the Trainer factory."""
+"""The LightningModule that trains every polymodal model, and the Trainer factory."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from polymodal.data.dataset import Batch
 from polymodal.data.errors import SkipReport
-from polymodal.model import MultimodalModel
-from polymodal.objectives import supervised_loss
 from polymodal.training.report import EpochLines, is_terminal, quiet_lightning
 from polymodal.training.run import Deadline
 
@@ -209,29 +207,29 @@ class SkipTracking(L.LightningModule):
             _set_rng_state(checkpoint["polymodal_rng"])
 
 
-class LitMultimodal(SkipTracking):
-    """Supervised training of a :class:`MultimodalModel`.
+class LitEstimator(SkipTracking):
+    """Training of any polymodal model: the model, and an objective that gives each
+    batch's loss and logs (:class:`~polymodal.objectives.SupervisedLoss`,
+    :class:`~polymodal.objectives.ContrastiveLoss`); AdamW with a linear warm-up.
 
     Args:
-        model: the model.
-        problem_type: "binary", "multiclass", "multilabel" or "regression".
-        lr: peak learning rate (AdamW), reached after a linear warm-up.
-        weight_decay: AdamW weight decay.
-        class_weights: per-class loss weights (imbalance).
+        model: the model (towers and whatever the task puts on them).
+        loss: the objective: ``step(model, batch, stage) -> Step`` and
+            ``parameter_groups(weight_decay)`` (its own trained parameters).
+        lr: peak learning rate, reached after the warm-up.
+        weight_decay: AdamW weight decay (not on the objective's own parameters).
         warmup_fraction: share of the steps spent warming up.
         schedule: after the warm-up, "cosine" decays to zero over the run, "constant"
             holds the peak rate.
     """
 
-    def __init__(self, model: MultimodalModel, problem_type: str, lr: float = 1e-3,
-                 weight_decay: float = 0.01, class_weights: torch.Tensor | None = None,
-                 warmup_fraction: float = 0.05, schedule: str = "cosine") -> None:
+    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, lr: float = 1e-3,
+                 weight_decay: float = 0.01, warmup_fraction: float = 0.05,
+                 schedule: str = "cosine") -> None:
         super().__init__()
-        self.model = model
+        self.model, self.loss = model, loss
         self.schedule = check_schedule(schedule)
-        self.problem_type = problem_type
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
-        self.register_buffer("class_weights", class_weights, persistent=False)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device,
                                  dataloader_idx: int) -> Batch:
@@ -240,15 +238,11 @@ class LitMultimodal(SkipTracking):
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         if len(batch) == 0:  # every row of it left out under on_error="skip"
             return None
-        outputs = self.model(batch)
-        loss = supervised_loss(self.problem_type, outputs, batch.labels, self.class_weights)
-        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch),
-                 on_step=False, on_epoch=True, sync_dist=stage != "train")
-        if self.problem_type == "multiclass":
-            acc = (outputs.argmax(dim=-1) == batch.labels).float().mean()
-            self.log(f"{stage}_accuracy", acc, prog_bar=True, batch_size=len(batch),
+        step = self.loss.step(self.model, batch, stage)  # type: ignore[operator]
+        for name, value in step.logs.items():
+            self.log(name, value, prog_bar=name in step.shown, batch_size=len(batch),
                      on_step=False, on_epoch=True, sync_dist=stage != "train")
-        return loss
+        return step.loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         return self._step(batch, "train")
@@ -258,7 +252,9 @@ class LitMultimodal(SkipTracking):
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        groups = [{"params": params, "weight_decay": self.weight_decay},
+                  *self.loss.parameter_groups(self.weight_decay)]  # type: ignore[operator]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         return warmup_cosine(optimizer, int(self.trainer.estimated_stepping_batches),
                              self.warmup_fraction, self.schedule)
 
@@ -274,7 +270,7 @@ class UnfreezeEncoders(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.current_epoch != self.epoch or self.unfrozen:
             return
-        model: MultimodalModel = module.model  # type: ignore[assignment]
+        model = module.model
         optimizer = trainer.optimizers[0]
         for column in model.columns:
             encoder = model.encoder(column)

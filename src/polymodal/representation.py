@@ -1,4 +1,5 @@
-"""The shared representation: a projection that brings every modality to one size."""
+"""The shared representation: a projection that brings every modality column to one size
+(the stage between feature extraction and fusion)."""
 
 from __future__ import annotations
 
