@@ -179,6 +179,9 @@ def serve_cmd(
     ] = None,
     root: Annotated[Path | None, typer.Option(help=ROOT_HELP,
                                               show_default=ROOT_DEFAULT)] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="threads that embed and search queries (more wait in a bounded "
+                    "queue)", show_default="min(4, cores)")] = None,
 ) -> None:
     """The HTTP API (OpenAPI docs at /docs) and the web page of a library.
 
@@ -187,7 +190,8 @@ def serve_cmd(
     from polymodal.serve import serve
 
     with handled():
-        serve(library, root, host=host, port=port, predictor=predictor, api_key=api_key)
+        serve(library, root, host=host, port=port, predictor=predictor, api_key=api_key,
+              workers=workers)
 
 
 @app.command("recommend")

@@ -2,14 +2,21 @@
 upload or by a sound upload; ask; predict with a saved Predictor; health; OpenAPI docs
 at ``/docs``. Uploads are bounded and checked by decoding them; files are served only
 by the key of an indexed item (its thumbnail, its original file), never by a path
-from the URL. With an API key set, every ``/api`` call must send it as ``X-API-Key``."""
+from the URL. With an API key set, every ``/api`` call must send it as ``X-API-Key``.
+
+Searches, questions and predictions run in a bounded pool of worker threads, off the
+event loop (:mod:`polymodal.serve.pool`): more wait in a bounded queue, past which a
+request is answered 503 with ``Retry-After``; identical searches in flight at the same
+time are embedded and searched once."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +32,13 @@ from polymodal.serve.guard import (
     MAX_BODIES_IN_FLIGHT,
     MAX_UPLOAD_BYTES,
     GuardMiddleware,
+)
+from polymodal.serve.pool import (
+    MAX_WAITING,
+    PoolFull,
+    QueryPool,
+    default_workers,
+    limit_torch_threads,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -43,8 +57,8 @@ def _sniff_kind(data: bytes) -> str:
     return "other"
 
 
-def _read_upload(upload: UploadFile, limit: int) -> bytes:
-    data = upload.file.read(limit + 1)
+async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = await upload.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"{upload.filename}: over the upload limit of "
                                  f"{limit // 2**20} MB")
@@ -81,23 +95,47 @@ def _decode_upload(data: bytes, kind: str, name: str | None) -> Any:
 def create_app(library: str, root: str | Path | None = None, *, predictor: str | None = None,
                api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                body_timeout: float = BODY_TIMEOUT_S,
-               max_bodies: int = MAX_BODIES_IN_FLIGHT) -> FastAPI:
+               max_bodies: int = MAX_BODIES_IN_FLIGHT, workers: int | None = None,
+               max_waiting: int = MAX_WAITING, dedup: bool = True) -> FastAPI:
     """The app of library ``library`` (in ``root``), optionally with a saved Predictor
     for ``/api/predict`` and an API key; request bodies bounded in size, arrival time
-    and number in flight (:class:`GuardMiddleware`)."""
+    and number in flight (:class:`GuardMiddleware`).
+
+    Searches, questions and predictions run in ``workers`` threads (default
+    ``min(4, cores)``), with up to ``max_waiting`` more waiting (then 503 with
+    ``Retry-After``); with ``dedup``, identical searches and questions in flight at the
+    same time share one embedding and search (:class:`~polymodal.serve.pool.QueryPool`,
+    ``app.state.pool``)."""
     lib = Library(library, root)
+    # not shut down with the app's lifespan: an app may be started and stopped more
+    # than once (test clients do); idle workers cost nothing, and exit with the process
+    pool = QueryPool(workers or default_workers(), max_waiting, dedup=dedup)
     app = FastAPI(title=f"polymodal: {library}", version=__version__,
                   description="Search and ask a multimodal library.")
+    app.state.pool = pool
     app.add_middleware(GuardMiddleware, limit=max_upload_bytes + FORM_OVERHEAD_BYTES,
                        api_key=api_key, body_timeout=body_timeout, max_bodies=max_bodies)
     model: dict[str, Any] = {}
+    loading = threading.Lock()
 
-    def check_key(request: Request) -> None:
+    async def check_key(request: Request) -> None:
         if api_key and not secrets.compare_digest(request.headers.get("x-api-key", ""),
                                                   api_key):
             raise HTTPException(401, "missing or wrong X-API-Key")
 
     guarded = [Depends(check_key)]  # also checked by GuardMiddleware, before the body
+
+    async def pooled(key: Hashable | None, job: Callable[[], Any]) -> Any:
+        """``job()`` run in the pool (shared with the job in flight under ``key``); a
+        ValueError of the library is a 400, a full queue a 503 with Retry-After."""
+        try:
+            return await pool.run(key, job)
+        except PoolFull as full:
+            raise HTTPException(503, "the server is busy: every worker is taken and the "
+                                     "queue is full; try again shortly",
+                                headers={"Retry-After": str(full.retry_after)}) from None
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -118,56 +156,60 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
         return (STATIC / "index.html").read_text(encoding="utf-8")
 
     @app.get("/api/search", dependencies=guarded)
-    def search(q: Annotated[str, Query(max_length=1000)], k: Annotated[int, Query(ge=1, le=100)]
-               = 10, modality: str | None = None,
-               min_score: Annotated[float | None, Query(ge=-1, le=1)] = None
-               ) -> dict[str, Any]:
+    async def search(q: Annotated[str, Query(max_length=1000)],
+                     k: Annotated[int, Query(ge=1, le=100)] = 10, modality: str | None = None,
+                     min_score: Annotated[float | None, Query(ge=-1, le=1)] = None
+                     ) -> dict[str, Any]:
         """Items nearest to the words ``q``; with ``min_score``, only hits above it
         (an empty list says nothing is close)."""
-        try:
-            hits = lib.search(q, k, modality, min_score=min_score)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        return {"query": q, "hits": [_hit(h) for h in hits]}
+        hits = await pooled(("search", q, k, modality, min_score), lambda: [
+            _hit(h) for h in lib.search(q, k, modality, min_score=min_score)])
+        return {"query": q, "hits": hits}
 
-    def search_upload(kind: str, file: UploadFile, k: int, modality: str | None,
-                      min_score: float | None = None) -> dict[str, Any]:
-        query = _decode_upload(_read_upload(file, max_upload_bytes), kind, file.filename)
-        try:
-            hits = lib.search(query, k, modality or None, min_score=min_score)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        return {"query": file.filename, "hits": [_hit(h) for h in hits]}
+    async def search_upload(kind: str, file: UploadFile, k: int, modality: str | None,
+                            min_score: float | None = None) -> dict[str, Any]:
+        data = await _read_upload(file, max_upload_bytes)
+        modality = modality or None
+
+        def job() -> list[dict[str, Any]]:  # decoding is work too: in the pool
+            query = _decode_upload(data, kind, file.filename)
+            return [_hit(h) for h in lib.search(query, k, modality, min_score=min_score)]
+
+        # the name is part of the key: a refusal names the file that was sent
+        key = ("upload", kind, hashlib.sha256(data).hexdigest(), file.filename, k,
+               modality, min_score)
+        return {"query": file.filename, "hits": await pooled(key, job)}
 
     @app.post("/api/search/image", dependencies=guarded)
-    def search_image(file: Annotated[UploadFile, File()],
-                     k: Annotated[int, Form(ge=1, le=100)] = 10,
-                     modality: Annotated[str | None, Form()] = None,
-                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
-                     ) -> dict[str, Any]:
+    async def search_image(file: Annotated[UploadFile, File()],
+                           k: Annotated[int, Form(ge=1, le=100)] = 10,
+                           modality: Annotated[str | None, Form()] = None,
+                           min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
+                           ) -> dict[str, Any]:
         """Items nearest to an uploaded picture."""
-        return search_upload("image", file, k, modality, min_score)
+        return await search_upload("image", file, k, modality, min_score)
 
     @app.post("/api/search/audio", dependencies=guarded)
-    def search_audio(file: Annotated[UploadFile, File()],
-                     k: Annotated[int, Form(ge=1, le=100)] = 10,
-                     modality: Annotated[str | None, Form()] = None,
-                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
-                     ) -> dict[str, Any]:
+    async def search_audio(file: Annotated[UploadFile, File()],
+                           k: Annotated[int, Form(ge=1, le=100)] = 10,
+                           modality: Annotated[str | None, Form()] = None,
+                           min_score: Annotated[float | None, Form(ge=-1, le=1)] = None
+                           ) -> dict[str, Any]:
         """Items nearest to an uploaded sound (find the picture of this sound)."""
-        return search_upload("audio", file, k, modality, min_score)
+        return await search_upload("audio", file, k, modality, min_score)
 
     @app.get("/api/ask", dependencies=guarded)
-    def ask(q: Annotated[str, Query(max_length=1000)],
-            k: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
+    async def ask(q: Annotated[str, Query(max_length=1000)],
+                  k: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
         """An answer from the library and the items it rests on."""
-        try:
+
+        def job() -> dict[str, Any]:
             answer = lib.ask(q, k)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        out = answer.to_dict()
-        out["evidence"] = [_hit(h) for h in answer.evidence]
-        return out
+            out = answer.to_dict()
+            out["evidence"] = [_hit(h) for h in answer.evidence]
+            return out
+
+        return await pooled(("ask", q, k), job)
 
     @app.get("/api/thumbnail", dependencies=guarded)
     def thumbnail(key: Annotated[str, Query(max_length=4096)]) -> FileResponse:
@@ -185,6 +227,14 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
             raise HTTPException(404, "no indexed file has this key")
         return FileResponse(path)
 
+    def loaded_predictor() -> Any:
+        with loading:  # the first requests come at once: one worker loads it
+            if "p" not in model:
+                from polymodal.predictor import Predictor
+
+                model["p"] = Predictor.load(predictor)
+        return model["p"]
+
     @app.post("/api/predict", dependencies=guarded)
     async def predict(request: Request) -> dict[str, Any]:
         """One row (form fields: text columns as text, image and audio columns as
@@ -192,17 +242,13 @@ def create_app(library: str, root: str | Path | None = None, *, predictor: str |
         if predictor is None:
             raise HTTPException(404, "this server has no Predictor (polymodal serve "
                                      "--predictor MODEL)")
-        if "p" not in model:
-            from polymodal.predictor import Predictor
-
-            model["p"] = Predictor.load(predictor)
-        p = model["p"]
+        p = model.get("p") or await pooled(None, loaded_predictor)  # loads on first use
         form = await request.form()
         unknown = [k for k in form if k not in p.columns_]
         if unknown:
             raise HTTPException(422, f"unknown columns {unknown}; the model takes "
                                      f"{p.columns_}")
-        return _predict_row(p, form, max_upload_bytes)
+        return await pooled(None, lambda: _predict_row(p, form, max_upload_bytes))
 
     return app
 
@@ -256,16 +302,21 @@ def _predict_row(p: Any, form: Any, limit: int) -> dict[str, Any]:
 
 
 def serve(library: str, root: str | Path | None = None, *, host: str = "127.0.0.1",
-          port: int = 8000, predictor: str | None = None, api_key: str | None = None
-          ) -> None:
-    """Run the app with uvicorn. Listening beyond loopback needs an API key."""
+          port: int = 8000, predictor: str | None = None, api_key: str | None = None,
+          workers: int | None = None, dedup: bool = True) -> None:
+    """Run the app with uvicorn. Listening beyond loopback needs an API key. Searches
+    run in ``workers`` threads (default ``min(4, cores)``); torch's intra-op threads
+    are lowered so that ``workers x threads <= cores``."""
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise ValueError(f"listening on {host} exposes the library beyond this machine: "
                          "set an API key (--api-key or POLYMODAL_API_KEY)")
-    uvicorn.run(create_app(library, root, predictor=predictor, api_key=api_key), host=host,
-                port=port, log_level="info")
+    workers = workers or default_workers()
+    app = create_app(library, root, predictor=predictor, api_key=api_key, workers=workers,
+                     dedup=dedup)
+    limit_torch_threads(workers)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @contextlib.contextmanager
