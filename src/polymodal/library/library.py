@@ -25,6 +25,7 @@ import yaml
 from PIL import Image
 
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from polymodal.library.ann import AnnIndex, nearest
 from polymodal.library.asking import ask, load_vqa, text_generation
 from polymodal.library.folders import CONFIG, check_name, library_home, read_config
 from polymodal.library.indexing import (
@@ -62,6 +63,7 @@ class Library:
         # the model and store load on first use; a server's first requests come at once
         self._loading = threading.RLock()
         self._vqa: Any = None
+        self._ann: AnnIndex | None = None
         self._generator: Any = None
 
     def _save_config(self) -> None:
@@ -143,6 +145,8 @@ class Library:
             with contextlib.suppress(Exception):  # a model that no longer loads
                 self.store.drop()
         shutil.rmtree(self.folder / "lance", ignore_errors=True)
+        shutil.rmtree(self.folder / "ann", ignore_errors=True)
+        self._ann = None
         (self.folder / "milvus.db").unlink(missing_ok=True)
         self._store = None
 
@@ -224,7 +228,21 @@ class Library:
         if isinstance(store, LanceStore) and (report.added or report.deleted) and \
                 store.count() >= INDEX_FROM:
             store.build_index()  # past INDEX_FROM vectors an exact scan gets slow
+        if self.ann is not None:
+            self.ann.sync(store)  # the fast path holds exactly the stored rows
         return report
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        """The FAISS fast path beside a LanceDB store (``ann/``), or None (Milvus)."""
+        if self.config["backend"] != "lancedb":
+            return None
+        if self._ann is None:
+            with self._loading:
+                if self._ann is None:
+                    self._ann = AnnIndex(self.folder / "ann", self.model.dim_)
+        return self._ann
+
 
     # -- search ---------------------------------------------------------------------
     def embed_query(self, query: str | os.PathLike[str] | Image.Image | np.ndarray
@@ -262,7 +280,7 @@ class Library:
             raise ValueError(f"unknown modality {modality!r}; use one of {list(MODALITIES)}")
         vector, _kind = self.embed_query(query)
         hits: dict[str, Hit] = {}
-        for r in self.store.search(vector, k * 4, modality):
+        for r in nearest(self, vector, k * 4, modality):
             if min_score is not None and r["score"] <= min_score:
                 continue
             item = f"{r['source']}::{r['item']}"
