@@ -91,6 +91,7 @@ def test_a_stale_or_damaged_fast_path_is_never_trusted(store, tmp_path, monkeypa
 
 def test_past_the_exact_size_it_is_ivf_with_high_recall(tmp_path, monkeypatch):
     monkeypatch.setattr(ann_module, "EXACT_BELOW", 500)
+    monkeypatch.setattr(ann_module, "SCAN_FROM", 300)  # many keys: one scan, in parts
     store = LanceStore(tmp_path / "lance", DIM)
     store.upsert(_records(400))
     ann = AnnIndex(tmp_path / "ann", DIM)

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 #: below this many vectors of a modality, search is exact (a flat scan is faster)
 EXACT_BELOW = 20_000
+#: past this many keys, records are read by one scan of the table (else by a filter)
+SCAN_FROM = 5000
 #: a reader checks the store's version at most this often
 RECHECK_S = 1.0
 FORMAT = 1
@@ -238,7 +240,7 @@ class AnnIndex:
                         indexes[modality].remove_ids(picked)
                 db.execute(f"DELETE FROM facets WHERE key IN ({marks})", chunk)
         added = 0
-        for records in _records(store, new):
+        for records, matrix in _records(store, new):
             db.executemany(
                 f"INSERT INTO facets (key, content, {_COLUMNS}) "
                 f"VALUES ({', '.join('?' * (2 + len(_SHOWN)))})",
@@ -249,14 +251,13 @@ class AnnIndex:
             ids = dict(db.execute(f"SELECT key, id FROM facets WHERE key IN ({marks})",
                                   keys).fetchall())
             for modality in {r["modality"] for r in records}:
-                part = [r for r in records if r["modality"] == modality]
-                vectors = _normalised(np.stack([r["vector"] for r in part]))
+                rows = [i for i, r in enumerate(records) if r["modality"] == modality]
                 index = indexes.get(modality)
                 if index is None:
                     index = indexes[modality] = faiss.IndexIDMap2(
                         faiss.IndexFlatIP(self.dim))
-                index.add_with_ids(vectors, np.asarray([ids[r["key"]] for r in part],
-                                                       np.int64))
+                index.add_with_ids(_normalised(matrix[rows]), np.asarray(
+                    [ids[records[i]["key"]] for i in rows], np.int64))
             added += len(records)
         db.commit()
         rebuilt = 0
@@ -284,9 +285,9 @@ class AnnIndex:
         ids, vectors = [], []
         rows = db.execute("SELECT key, id FROM facets WHERE modality = ?", [modality])
         key_ids = dict(rows.fetchall())
-        for records in _records(store, list(key_ids)):
+        for records, matrix in _records(store, list(key_ids)):
             ids += [key_ids[r["key"]] for r in records]
-            vectors.append(_normalised(np.stack([r["vector"] for r in records])))
+            vectors.append(_normalised(matrix))
         x = np.concatenate(vectors)
         if n < EXACT_BELOW:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
@@ -372,17 +373,31 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[i: i + size]
 
 
-def _records(store: LanceStore, keys: Sequence[str], size: int = 2000
-             ) -> Iterator[list[dict[str, Any]]]:
-    """The store's records (vectors included) of ``keys``, in chunks."""
+def _records(store: LanceStore, keys: Sequence[str]
+             ) -> Iterator[tuple[list[dict[str, Any]], np.ndarray]]:
+    """The store's records of ``keys`` (without vectors) and their vectors, in chunks:
+    a few keys by a filter, many by one scan of the table (a filter per chunk would
+    scan it once a chunk)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from polymodal.library.store import _escape
 
-    for chunk in _chunks(keys, size):
-        where = "key IN (" + ", ".join(f"'{_escape(k)}'" for k in chunk) + ")"
-        frame = (store.table.search().where(where).select([*FIELDS, "vector"])
-                 .limit(None).to_arrow())
-        rows = frame.to_pylist()
-        for r in rows:
-            r["vector"] = np.asarray(r["vector"], np.float32)
-        if rows:
-            yield rows
+    if not keys:
+        return
+    size = SCAN_FROM
+    columns = [*FIELDS, "vector"]
+    if len(keys) > size:
+        table = store.table.to_arrow().select(columns)
+        table = table.filter(pc.is_in(table["key"], value_set=pa.array(list(keys))))
+        parts = [table.slice(i, size) for i in range(0, table.num_rows, size)]
+    else:
+        where = "key IN (" + ", ".join(f"'{_escape(k)}'" for k in keys) + ")"
+        parts = [store.table.search().where(where).select(columns).limit(None).to_arrow()]
+    for part in parts:
+        if not part.num_rows:
+            continue
+        vectors = part["vector"].combine_chunks()
+        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False),
+                            np.float32).reshape(part.num_rows, -1)
+        yield part.drop_columns(["vector"]).to_pylist(), matrix
