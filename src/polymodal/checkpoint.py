@@ -128,6 +128,10 @@ def read_checkpoint(path: str | os.PathLike[str], what: str = "saved model"
     if not isinstance(config, dict):
         raise ValueError(f"{path}: {CONFIG_NAME} is not a mapping")
     checksums = config.pop(CHECKSUMS, None)
+    if checksums is None and isinstance(config.get("polymodal"), int) and \
+            config["polymodal"] >= 2:  # written since checksums always are
+        raise ValueError(f"{path}: cannot read the {what}: {CONFIG_NAME} has no "
+                         f"{CHECKSUMS!r} entry (half-written or edited); refused")
     if checksums is not None:
         if not isinstance(checksums, dict):
             raise ValueError(f"{path}: {CONFIG_NAME} has a damaged {CHECKSUMS!r} entry")
@@ -205,6 +209,10 @@ def read_saved(path: str | os.PathLike[str], what: str = "saved model") -> Saved
 
     config, state, extra = read_checkpoint(path, what)
     fmt = config.get("polymodal", 1)
+    if fmt == FORMAT and not all(k in config for k in ("kind", "settings", "fitted")):
+        raise ValueError(f"{path}: cannot read the {what}: {CONFIG_NAME} lacks "
+                         f"{[k for k in ('kind', 'settings', 'fitted') if k not in config]}"
+                         " (half-written or edited); refused")
     if not isinstance(fmt, int) or fmt > FORMAT:
         by = config.get("saved_by", "a newer version")
         raise ValueError(f"{path}: saved by polymodal {by} in model format {fmt}; this "

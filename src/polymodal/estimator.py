@@ -361,10 +361,14 @@ class Estimator:
         if saved.kind != cls.kind:
             raise ValueError(f"{path}: not a {what} (it holds {saved.kind or 'no kind'}"
                              f"){cls.other_kind_hint}")
-        est = cls.from_config(saved.settings)
-        est._restore(saved.fitted)
-        est.encoder_specs_ = {c: (e["name"], e["options"])
-                              for c, e in saved.fitted["encoders"].items()}
+        try:
+            est = cls.from_config(saved.settings)
+            est._restore(saved.fitted)
+            est.encoder_specs_ = {c: (e["name"], e["options"])
+                                  for c, e in saved.fitted["encoders"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: cannot read the {what}: its config.yaml lacks or "
+                             f"garbles {exc} (half-written or edited); refused") from None
         est._encoders = build_encoders(est.encoder_specs_, saved.extra)
         est._cache_loaders = {}
         est.model_ = est._make_model()
