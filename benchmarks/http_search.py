@@ -134,7 +134,7 @@ def run(quick: bool = False) -> Section:
     servers = [("1 worker, no sharing (baseline)", 1, False),
                (f"{workers} workers, no sharing", workers, False),
                (f"{workers} workers, sharing identical searches (default)", workers, True)]
-    log = RESULTS / "http-search-server.log"
+    log = root / name / "server.log"  # the servers' output, in the library folder
     log.unlink(missing_ok=True)
     results: dict[tuple[str, int], dict[str, float]] = {}
     for label, n, dedup in servers:
