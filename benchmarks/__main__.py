@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import (
+    ann_search,
     apps,
     audio_features,
     cli,
@@ -38,7 +39,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "label-efficiency": pretraining.label_efficiency,
     "pretrain-throughput": pretraining.throughput,
     "library-index": library.index_and_answers,
-    "library-search": library.search_latency,
+    "library-search": ann_search.run,
     "library-http": library.http_load,
     "library-http-search": http_search.run,
     "vqa-sort-of-clevr": vqa.run,

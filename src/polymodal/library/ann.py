@@ -5,8 +5,9 @@ keeps what a search needs at FAISS speed:
 
 - ``<modality>.faiss``: one FAISS index per modality, ids = the facets' ids: exact
   inner product (``IndexFlatIP``) below :data:`EXACT_BELOW` vectors, IVF
-  (``IndexIVFFlat``, about 4 sqrt(n) lists, :func:`nprobe_for` of them probed) past
-  it; vectors are L2-normalised, so the inner product is the cosine.
+  (``IndexIVFFlat``, sqrt(n) lists, as many probed as :func:`tune_nprobe` finds
+  reach Recall@10 0.97 on the library's own vectors) past it; vectors are
+  L2-normalised, so the inner product is the cosine.
 - ``records.sqlite``: each facet's id, key, content hash and the fields a hit shows.
 - ``meta.json``, written last and atomically: the LanceDB version and row count the
   files were synced to, and each index file's SHA-256 and size.
@@ -49,12 +50,36 @@ RECHECK_S = 1.0
 FORMAT = 1
 _SHOWN = [f for f in FIELDS if f not in ("key", "content")]
 _COLUMNS = ", ".join(f'"{f}"' for f in _SHOWN)
+_NAMES = ["key", "content", *_SHOWN]
 
 
-def nprobe_for(nlist: int) -> int:
-    """IVF lists probed per query: an eighth of the lists, at least 16 (Recall@10 in
-    docs/benchmarks.md)."""
-    return min(nlist, max(16, nlist // 8))
+#: the Recall@10 against exact search that an IVF index is tuned to on its own data
+TARGET_RECALL = 0.97
+
+
+def tune_nprobe(index: Any, x: np.ndarray, k: int = 10, queries: int = 200,
+                seed: int = 0) -> int:
+    """The fewest IVF lists to probe for :data:`TARGET_RECALL` on ``x`` itself: its
+    exact top ``k`` for ``queries`` perturbed points of ``x`` against the IVF answers,
+    doubling nprobe from 8 until the recall is reached."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    picked = x[rng.choice(len(x), min(queries, len(x)), replace=False)]
+    q = _normalised(picked + 0.1 * picked.std() * rng.normal(size=picked.shape))
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    truth = exact.search(q, k)[1]
+    ivf = faiss.extract_index_ivf(index)
+    nprobe = 8
+    while nprobe < ivf.nlist:
+        ivf.nprobe = nprobe
+        got = index.search(q, k)[1]
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth, strict=True)])
+        if recall >= TARGET_RECALL:
+            break
+        nprobe *= 2
+    return min(nprobe, ivf.nlist)
 
 
 def _sha256(path: Path) -> str:
@@ -83,6 +108,8 @@ class AnnIndex:
         self.dim = dim
         self._lock = threading.RLock()
         self._indexes: dict[str, Any] = {}
+        self._ids = np.zeros(0, np.int64)  # every facet's id, ascending
+        self._groups: list[str] = []  # and its item (source::item), as search groups
         self._meta: dict[str, Any] | None = None
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
@@ -166,28 +193,42 @@ class AnnIndex:
         if meta is None or not self._check_files(meta):
             return
         faiss.omp_set_num_threads(1)  # queries run in parallel threads, not within one
+        indexes: dict[str, Any] = {}
         for modality, info in meta["modalities"].items():
             index = faiss.read_index(str(self.folder / info["file"]))
             if "nprobe" in info:
                 faiss.extract_index_ivf(index).nprobe = info["nprobe"]
-            self._indexes[modality] = index
-        self._meta = meta
+            indexes[modality] = index
+        rows = self._db().execute("SELECT id, source, item FROM facets ORDER BY id")
+        ids, groups = [], []
+        for i, source, item in rows:
+            ids.append(i)
+            groups.append(f"{source}::{item}")
+        self._ids, self._groups = np.asarray(ids, np.int64), groups
+        self._indexes, self._meta = indexes, meta
 
-    def search(self, vector: np.ndarray, k: int, modality: str | None = None
-               ) -> list[dict[str, Any]]:
-        """The ``k`` nearest facets (cosine), best first, as the store gives them."""
-        query = _normalised(np.asarray(vector, np.float32)[None])
-        with self._lock:
-            indexes = dict(self._indexes)
+    def _candidates(self, vector: np.ndarray, k: int, modality: str | None
+                    ) -> list[tuple[float, int]]:
+        """(score, id) of the ``k`` nearest facets of each modality searched, best
+        first."""
+        import faiss
+
+        query = np.array(vector, np.float32, ndmin=2)
+        faiss.normalize_L2(query)
+        indexes = self._indexes  # replaced whole on reload, never changed in place
         found: list[tuple[float, int]] = []
         for name, index in indexes.items():
             if modality is not None and name != modality:
                 continue
             scores, ids = index.search(query, min(k, index.ntotal))
-            found += [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True)
-                      if i >= 0]
+            found += [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist(),
+                                              strict=True) if i >= 0]
         found.sort(key=lambda t: -t[0])
-        found = found[:k]
+        return found
+
+    def _fields(self, found: Sequence[tuple[float, int]]) -> list[dict[str, Any]]:
+        """The records of ``found`` ids with their scores, in order (an id whose facet
+        a sync removed meanwhile is left out: the next search sees the new files)."""
         if not found:
             return []
         ids = [i for _, i in found]
@@ -198,16 +239,44 @@ class AnnIndex:
         out = []
         for score, i in found:
             row = by_id.get(i)
-            if row is None:  # the files changed under this search: the next sees them
+            if row is None:
                 continue
-            record = dict(zip(["key", "content", *_SHOWN], row[1:], strict=True))
+            record = dict(zip(_NAMES, row[1:], strict=True))
             try:
-                record["metadata"] = json.loads(record.get("metadata") or "{}")
+                record["metadata"] = json.loads(record["metadata"] or "{}")
             except ValueError:
                 record["metadata"] = {}
             record["score"] = score
             out.append(record)
         return out
+
+    def search(self, vector: np.ndarray, k: int, modality: str | None = None
+               ) -> list[dict[str, Any]]:
+        """The ``k`` nearest facets (cosine), best first, as the store gives them."""
+        return self._fields(self._candidates(vector, k, modality)[:k])
+
+    def best_items(self, vector: np.ndarray, k: int, modality: str | None = None,
+                   min_score: float | None = None, candidates: int = 4
+                   ) -> list[dict[str, Any]]:
+        """The best facet of each of the ``k`` nearest items (an item found through
+        its picture and its caption counts once), among ``candidates`` x ``k`` nearest
+        facets, those at or below ``min_score`` left out: what ``Library.search``
+        shows, with the fields of those facets only."""
+        groups, ids = self._groups, self._ids
+        best: list[tuple[float, int]] = []
+        seen: set[str] = set()
+        for score, i in self._candidates(vector, k * candidates, modality):
+            if min_score is not None and score <= min_score:
+                break
+            pos = int(np.searchsorted(ids, i))
+            group = groups[pos] if pos < len(ids) and ids[pos] == i else None
+            if group is None or group in seen:
+                continue
+            seen.add(group)
+            best.append((score, i))
+            if len(best) == k:
+                break
+        return self._fields(best)
 
     # -- writing ------------------------------------------------------------------
     def sync(self, store: LanceStore) -> dict[str, int]:
@@ -291,13 +360,15 @@ class AnnIndex:
         x = np.concatenate(vectors)
         if n < EXACT_BELOW:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        else:
-            nlist = int(4 * np.sqrt(n))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
-                                       faiss.METRIC_INNER_PRODUCT)
-            index.train(x)
-            index.nprobe = nprobe_for(nlist)
+            index.add_with_ids(x, np.asarray(ids, np.int64))
+            return index
+        nlist = int(np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)
+        index.train(x[np.sort(sample)])  # 64 points a list is plenty for k-means
         index.add_with_ids(x, np.asarray(ids, np.int64))
+        index.nprobe = tune_nprobe(index, x)
         return index
 
     def _save(self, indexes: dict[str, Any], db: sqlite3.Connection, version: Any) -> None:
@@ -327,23 +398,30 @@ class AnnIndex:
                           "modalities": modalities})
 
 
-def nearest(lib: Library, vector: np.ndarray, k: int, modality: str | None
-            ) -> list[dict[str, Any]]:
-    """A library's ``k`` nearest facets, through FAISS when its files hold exactly the
+def nearest_items(lib: Library, vector: np.ndarray, k: int, modality: str | None,
+                  min_score: float | None = None) -> list[dict[str, Any]]:
+    """The best facet of each of a library's ``k`` nearest items (best first; at or
+    below ``min_score`` left out), through FAISS when its files hold exactly the
     stored rows; a stale or damaged fast path is synced when no index run is going on
     (else the store answers until that run syncs it)."""
     from polymodal.library.indexing import LibraryBusy, index_lock
 
     store, ann = lib.store, lib.ann
-    if ann is None or not isinstance(store, LanceStore):
-        return store.search(vector, k, modality)
-    if not ann.usable(store):
-        # OSError: a library folder this process may read but not write
-        with contextlib.suppress(LibraryBusy, OSError), index_lock(lib.folder, lib.name):
-            ann.sync(store)
+    if ann is not None and isinstance(store, LanceStore):
         if not ann.usable(store):
-            return store.search(vector, k, modality)
-    return ann.search(vector, k, modality)
+            # OSError: a library folder this process may read but not write
+            with contextlib.suppress(LibraryBusy, OSError), \
+                    index_lock(lib.folder, lib.name):
+                ann.sync(store)
+        if ann.usable(store):
+            return ann.best_items(vector, k, modality, min_score)
+    best: dict[str, dict[str, Any]] = {}
+    for r in store.search(vector, k * 4, modality):
+        item = f"{r['source']}::{r['item']}"
+        if (min_score is None or r["score"] > min_score) and \
+                (item not in best or r["score"] > best[item]["score"]):
+            best[item] = r
+    return sorted(best.values(), key=lambda r: -r["score"])[:k]
 
 
 def _wants_rebuild(n: int, info: dict[str, Any], trusted: bool) -> bool:

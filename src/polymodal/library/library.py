@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 
 from polymodal.data.schema import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
-from polymodal.library.ann import AnnIndex, nearest
+from polymodal.library.ann import AnnIndex, nearest_items
 from polymodal.library.asking import ask, load_vqa, text_generation
 from polymodal.library.folders import CONFIG, check_name, library_home, read_config
 from polymodal.library.indexing import (
@@ -248,13 +248,15 @@ class Library:
     def embed_query(self, query: str | os.PathLike[str] | Image.Image | np.ndarray
                     ) -> tuple[np.ndarray, str]:
         """A query's vector and its modality: words, a picture (PIL image or file) or a
-        sound (16 kHz mono array or file)."""
+        sound (16 kHz mono array or file). Embedded on onnxruntime where the model has
+        an ONNX export (made on first use; ``POLYMODAL_ONNX=0``: torch)."""
         from polymodal.data.media import decode_audio, decode_image
+        from polymodal.export.fastpath import embedder
 
         if isinstance(query, Image.Image):
-            return self.model.embed_values(self.tower("image"), [query])[0], "image"
+            return embedder(self).embed_values(self.tower("image"), [query])[0], "image"
         if isinstance(query, np.ndarray):
-            return self.model.embed_values(self.tower("audio"), [query])[0], "audio"
+            return embedder(self).embed_values(self.tower("audio"), [query])[0], "audio"
         if isinstance(query, Path) or (isinstance(query, str) and Path(query).suffix.lower()
                                        in IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
                                        and Path(query).is_file()):
@@ -265,7 +267,7 @@ class Library:
         text = str(query).strip()
         if not text:
             raise ValueError("the query is empty: ask in words, or give a picture or a sound")
-        return self.model.embed_values(self.tower("text"), [text])[0], "text"
+        return embedder(self).embed_values(self.tower("text"), [text])[0], "text"
 
     def search(self, query: Any, k: int = 10, modality: str | None = None,
                min_score: float | None = None) -> list[Hit]:
@@ -279,17 +281,10 @@ class Library:
         if modality is not None and modality not in MODALITIES:
             raise ValueError(f"unknown modality {modality!r}; use one of {list(MODALITIES)}")
         vector, _kind = self.embed_query(query)
-        hits: dict[str, Hit] = {}
-        for r in nearest(self, vector, k * 4, modality):
-            if min_score is not None and r["score"] <= min_score:
-                continue
-            item = f"{r['source']}::{r['item']}"
-            if item not in hits or r["score"] > hits[item].score:
-                hits[item] = Hit(item=r["item"], key=r["key"], score=r["score"],
-                                 column=r["column"],
-                                 modality=r["modality"], path=r["path"], text=r["text"],
-                                 thumbnail=r["thumbnail"], metadata=r["metadata"])
-        return sorted(hits.values(), key=lambda h: -h.score)[:k]
+        return [Hit(item=r["item"], key=r["key"], score=r["score"], column=r["column"],
+                    modality=r["modality"], path=r["path"], text=r["text"],
+                    thumbnail=r["thumbnail"], metadata=r["metadata"])
+                for r in nearest_items(self, vector, k, modality, min_score)]
 
     def attach_vqa(self, predictor: str | os.PathLike[str]) -> None:
         """Answer questions with a visual question answering model: a saved Predictor
