@@ -148,7 +148,10 @@ def embed_records(lib: Library, m: Manifest, ids: list[str],
                   chunk: list[tuple[int, str, str, str]], source: str,
                   contents: dict[tuple[int, str], str], report: IndexReport,
                   on_error: str = "skip") -> list[dict[str, Any]]:
-    """Embed a chunk of cells (a batch per column) into store records."""
+    """Embed a chunk of cells (a batch per column) into store records (on onnxruntime
+    where the model has an ONNX export: :mod:`polymodal.export.fastpath`)."""
+    from polymodal.export.fastpath import embedder
+
     by_column: dict[str, list[tuple[int, str, str, Any]]] = {}
     for row, c, key, content in chunk:
         try:
@@ -177,7 +180,7 @@ def embed_records(lib: Library, m: Manifest, ids: list[str],
     records = []
     for c, entries in by_column.items():
         modality = m.modality_columns[c].value
-        vectors = lib.model.embed_values(lib.tower(modality), [e[3] for e in entries])
+        vectors = embedder(lib).embed_values(lib.tower(modality), [e[3] for e in entries])
         for (row, key, content, value), vector in zip(entries, vectors, strict=True):
             path = m.resolve(row, c) if modality != "text" or \
                 m.schema[c].source == "path" else None
