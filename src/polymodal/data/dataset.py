@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from polymodal.data.errors import ON_ERROR_CHOICES, MediaError, OnError, Problem, SkipReport
 from polymodal.data.manifest import DecodeOptions, Manifest
+from polymodal.data.media_cache import MediaCache, disk_transforms
 from polymodal.data.schema import Role
 
 Transform = Callable[[Any], Any]
@@ -160,6 +161,10 @@ class MultimodalDataset(Dataset):
             every epoch reads again is decoded once, and a repeated text tokenized once.
             Only for deterministic transforms (no noise, no random augmentation); each
             DataLoader worker holds its own cache.
+        media_cache: a :class:`~polymodal.data.media_cache.MediaCache`: image and audio
+            cells the memory cache lacks are read from it, or decoded, preprocessed and
+            stored in it for later epochs, runs and processes; only columns whose
+            transform it can name (an encoder's ``preprocess``, the default; not noise).
     """
 
     def __init__(self, manifest: Manifest | Any, *, columns: Sequence[str] | None = None,
@@ -170,7 +175,7 @@ class MultimodalDataset(Dataset):
                  require: Iterable[str] = (),
                  cell_loaders: Mapping[str, CellLoader] | None = None,
                  label_transform: Transform | None = None,
-                 memory_cache_mb: float = 0) -> None:
+                 memory_cache_mb: float = 0, media_cache: MediaCache | None = None) -> None:
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
         self.manifest = Manifest.read(manifest)
@@ -193,6 +198,9 @@ class MultimodalDataset(Dataset):
         self.label_transform = label_transform
         self._ids = self.manifest.ids()
         self.memory_cache = DecodedCache(memory_cache_mb)
+        self.media_cache = media_cache
+        self._media_keys = {} if media_cache is None else disk_transforms(  # col -> key
+            self.roles, self.transforms, set(self.cell_loaders), image_size, self.options)
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -225,6 +233,7 @@ class MultimodalDataset(Dataset):
         inputs: dict[str, Any] = {}
         for col in self.columns:
             loader = self.cell_loaders.get(col)
+            disk = None
             if loader is not None:
                 value = loader(self.manifest, index, col)
             else:
@@ -232,6 +241,13 @@ class MultimodalDataset(Dataset):
                 cached = self.memory_cache.get(col, cell)
                 if cached is not None:
                     inputs[col] = cached
+                    continue
+                if self.media_cache is not None and col in self._media_keys:
+                    disk = self.media_cache.cell_key(self.manifest, index, col,
+                                                     self._media_keys[col])
+                if disk is not None and (stored := self.media_cache.get(disk)) is not None:
+                    inputs[col] = stored
+                    self.memory_cache.put(col, cell, stored)
                     continue
                 value = self.manifest.decode(index, col, self.options)
             if value is None:
@@ -250,6 +266,8 @@ class MultimodalDataset(Dataset):
                                  column=col) from None
                 if self.roles[col] in (Role.IMAGE, Role.AUDIO, Role.TEXT):
                     self.memory_cache.put(col, cell, inputs[col])
+                if disk is not None:
+                    self.media_cache.put(disk, inputs[col])
         return Example(index, self._ids[index], inputs, self._label(index))
 
     def __getitem__(self, index: int) -> Example | SkippedRow:
