@@ -25,6 +25,7 @@ from polymodal.checkpoint import build_encoders, load_weights, read_saved, write
 from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import OnError, Problem
+from polymodal.data.media_cache import MediaCache, open_media_cache
 from polymodal.data.noise import noisy
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
@@ -38,7 +39,7 @@ Noise = Mapping[str, float | Callable[[Any], Any]]
 EncoderSpecs = dict[str, tuple[str, dict[str, Any]]]
 #: settings that name this machine's folders for one run: not saved with a model (a
 #: loaded model that is fitted again makes a run folder of its own)
-LOCAL = ("path", "cache_dir")
+LOCAL = ("path", "cache_dir", "media_cache")
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -80,6 +81,7 @@ class Estimator:
     precision: str | None
     roles: dict[str, str]
     memory_cache_mb: float
+    media_cache: str | os.PathLike[str] | None
 
     # -- settings as data ---------------------------------------------------------
     def _store(self, arguments: Mapping[str, Any]) -> None:
@@ -273,10 +275,12 @@ class Estimator:
             has_validation=validates, precision=self.precision, progress=progress,
             resume=resume, callbacks=[*(callbacks or []), *self._callbacks()])
         memory = self.memory_cache_mb
+        disk = open_media_cache(self.media_cache)  # decoded media across runs
         train_loader = self._loader(m, shuffle=True, with_labels=True, on_error=on_error,
-                                    memory_cache_mb=memory, drop_last=self._drop_last(m))
+                                    memory_cache_mb=memory, drop_last=self._drop_last(m),
+                                    media_cache=disk)
         val_loader = self._loader(tune, shuffle=False, with_labels=True, on_error=on_error,
-                                  memory_cache_mb=memory / 4)
+                                  memory_cache_mb=memory / 4, media_cache=disk)
         self.ended_ = fit_run(trainer, lit, train_loader, val_loader if validates else None,
                               self.run_dir_, resume=resume)
         self.train_steps_ = int(trainer.global_step)
@@ -293,8 +297,8 @@ class Estimator:
     # -- the data path ------------------------------------------------------------
     def _dataset(self, m: Manifest, *, columns: Sequence[str] | None = None,
                  with_labels: bool = False, on_error: OnError = "raise",
-                 noise: Noise | None = None, memory_cache_mb: float = 0
-                 ) -> MultimodalDataset:
+                 noise: Noise | None = None, memory_cache_mb: float = 0,
+                 media_cache: MediaCache | None = None) -> MultimodalDataset:
         """``m``'s rows as the model reads them: each column decoded and preprocessed
         by its encoder (or read from the cache of a frozen one), ``noise`` applied."""
         columns = list(columns or self.columns_)
@@ -312,14 +316,17 @@ class Estimator:
                                  on_error=on_error, cell_loaders=loaders,
                                  label_transform=self._label_transform() if with_labels
                                  else None,
-                                 memory_cache_mb=0 if noise else memory_cache_mb)
+                                 memory_cache_mb=0 if noise else memory_cache_mb,
+                                 media_cache=None if noise else media_cache)
 
     def _loader(self, m: Manifest, *, shuffle: bool, columns: Sequence[str] | None = None,
                 with_labels: bool = False, on_error: OnError = "raise",
                 noise: Noise | None = None, memory_cache_mb: float = 0,
-                drop_last: bool = False) -> torch.utils.data.DataLoader:
+                drop_last: bool = False, media_cache: MediaCache | None = None
+                ) -> torch.utils.data.DataLoader:
         ds = self._dataset(m, columns=columns, with_labels=with_labels, on_error=on_error,
-                           noise=noise, memory_cache_mb=memory_cache_mb)
+                           noise=noise, memory_cache_mb=memory_cache_mb,
+                           media_cache=media_cache)
         sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
         return ds.loader(self.batch_size_, sampler=sampler, drop_last=drop_last)
 

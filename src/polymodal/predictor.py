@@ -109,6 +109,11 @@ class Predictor(PredictorReports, Estimator):
             a model that needs many epochs at one rate to leave a plateau).
         roles: column roles that override the inferred ones, e.g. ``{"sample": "id",
             "note": "text"}`` (the names of :class:`~polymodal.data.schema.Role`).
+        media_cache: a folder where ``fit`` keeps each decoded and preprocessed image
+            and audio file on disk, by content and encoder, so later epochs and later
+            runs (any process sharing the folder) decode nothing: "auto" is
+            ``$POLYMODAL_MEDIA_CACHE`` or ``~/.cache/polymodal/media`` (20 GB, least
+            recently used entries evicted); None or "off" (the default) keeps none.
     """
 
 
@@ -130,7 +135,8 @@ class Predictor(PredictorReports, Estimator):
                  unfreeze_after: int | None = None, freeze_encoders: bool = False,
                  precision: str | None = None, memory_cache_mb: float = 1024,
                  patience: int | None = None, schedule: str = "cosine",
-                 roles: Mapping[str, str] | None = None) -> None:
+                 roles: Mapping[str, str] | None = None,
+                 media_cache: str | os.PathLike[str] | None = None) -> None:
         from polymodal.fusion import fusion_class
         from polymodal.presets import resolve_preset
         from polymodal.training.module import check_schedule

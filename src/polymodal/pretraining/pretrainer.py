@@ -61,6 +61,11 @@ class Pretrainer(SharedSpace, Estimator):
         memory_cache_mb: during ``fit``, keep each decoded and preprocessed picture or
             sound in memory up to this many MiB, so it is decoded once per run, not once
             per epoch; 0 decodes every time.
+        media_cache: a folder where ``fit`` keeps each decoded and preprocessed picture
+            and sound on disk, by content and encoder, so later epochs and later
+            runs (any process sharing the folder) decode nothing: "auto" is
+            ``$POLYMODAL_MEDIA_CACHE`` or ``~/.cache/polymodal/media`` (20 GB, least
+            recently used entries evicted); None or "off" (the default) keeps none.
     """
 
 
@@ -81,7 +86,8 @@ class Pretrainer(SharedSpace, Estimator):
                  path: str | os.PathLike[str] | None = None, patience: int = 5,
                  cache_dir: str | os.PathLike[str] | None = None,
                  precision: str | None = None, roles: Mapping[str, str] | None = None,
-                 memory_cache_mb: float = 1024) -> None:
+                 memory_cache_mb: float = 1024,
+                 media_cache: str | os.PathLike[str] | None = None) -> None:
         from polymodal.presets import resolve_preset
 
         resolve_preset(preset)  # an unknown name is refused here, not at fit
