@@ -18,7 +18,8 @@ from importlib import import_module
 from typing import Any
 
 _WHERE = {
-    **dict.fromkeys(("export_towers", "torch_embed", "quantize"), "exporter"),
+    **dict.fromkeys(("export_towers", "torch_embed"), "exporter"),
+    "quantize": "tracing",
     **dict.fromkeys(("OnnxTowers", "collate_arrays"), "runtime"),
     **dict.fromkeys(("EXPORT_JSON", "ExportInvalid", "ExportReport", "TowerReport",
                      "model_identity", "read_record"), "record"),

@@ -19,20 +19,17 @@ is named with the reason and stays on torch; the others export.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from polymodal.export.record import (
     EXPORT_JSON,
@@ -45,34 +42,18 @@ from polymodal.export.record import (
 )
 from polymodal.export.runtime import collate_arrays
 from polymodal.export.samples import check_values_for
+from polymodal.export.tracing import (
+    EmbeddingTower,
+    ProjectionTower,
+    quantize,
+    quiet,
+    traceable,
+    without_extra_state,
+)
 from polymodal.fusion.base import module_key
 
 log = logging.getLogger(__name__)
 OPSET = 17
-
-
-class _EmbeddingTower(nn.Module):
-    """A Pretrainer's tower: encoder, then its embedding head (normalised)."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.encoder, self.head = encoder, head
-
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        return self.head(self.encoder(inputs, lengths).pooled)
-
-
-class _ProjectionTower(nn.Module):
-    """A Predictor's tower: encoder, then its projection's pooled vector."""
-
-    def __init__(self, encoder: nn.Module, projection: nn.Module) -> None:
-        super().__init__()
-        self.encoder, self.projection = encoder, projection
-
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        return self.projection(self.encoder(inputs, lengths)).pooled
 
 
 class Disagrees(RuntimeError):
@@ -129,41 +110,6 @@ def _load(model_or_path: Any, loaded: Any) -> tuple[Any, Path | None]:
     return Pretrainer.load(folder), folder
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No exporter warnings, and no quantiser advice on the root logger."""
-    root = logging.getLogger()
-
-    def drop(record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-    root.addFilter(drop)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.removeFilter(drop)
-
-
-@contextlib.contextmanager
-def _without_extra_state(module: nn.Module) -> Iterator[None]:
-    """Hide the non-tensor state of ``module``'s parts (a vocabulary) while tracing:
-    the TorchScript exporter takes every entry of ``state_dict`` for a tensor."""
-    swapped = []
-    for part in module.modules():
-        cls = type(part)
-        if getattr(cls, "get_extra_state", None) is not nn.Module.get_extra_state:
-            part.__class__ = type(cls.__name__, (cls,),
-                                  {"get_extra_state": nn.Module.get_extra_state})
-            swapped.append((part, cls))
-    try:
-        yield
-    finally:
-        for part, cls in swapped:
-            part.__class__ = cls
-
-
 def _file_stem(index: int, column: str) -> str:
     return f"{index:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', column)[:40]}"
 
@@ -172,7 +118,7 @@ def _session(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a graph that fails is reported, not logged here
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -182,17 +128,6 @@ def _run(session: Any, batch: np.ndarray, lengths: np.ndarray | None) -> np.ndar
     if len(names) > 1:
         feed[names[1]] = lengths
     return np.asarray(session.run(None, feed)[0], dtype=np.float32)
-
-
-def quantize(fp32: Path, out: Path) -> Path:
-    """An int8 copy of a graph: dynamic quantisation, per channel, of its MatMul and
-    Gemm weights (activations quantised at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet():
-        quantize_dynamic(str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm"])
-    return out
 
 
 def export_tower(est: Any, column: str, index: int, folder: Path, values: list[Any], *,
@@ -206,7 +141,7 @@ def export_tower(est: Any, column: str, index: int, folder: Path, values: list[A
     enc = est.model_.encoder(column)
     after = est.model_.projections[module_key(column)] if is_predictor(est) else \
         est.model_.heads[module_key(column)]
-    wrapper = (_ProjectionTower if is_predictor(est) else _EmbeddingTower)(enc, after).eval()
+    wrapper = (ProjectionTower if is_predictor(est) else EmbeddingTower)(enc, after).eval()
     feats = [enc.preprocess(v) for v in values]
     arrays = [np.asarray(f) for f in feats]
     if any(a.dtype.kind in "OUS" for a in arrays):
@@ -235,14 +170,18 @@ def export_tower(est: Any, column: str, index: int, folder: Path, values: list[A
         axes["lengths"] = {0: "batch"}
     stem = _file_stem(index, column)
     fp32 = folder / f"{stem}.onnx"
-    with _quiet(), torch.no_grad(), _without_extra_state(wrapper):
+    with quiet(), torch.no_grad(), without_extra_state(wrapper), traceable():
         torch.onnx.export(wrapper, args, str(fp32), dynamo=False, opset_version=opset,
                           input_names=names, output_names=["embedding"],
                           dynamic_axes=axes, do_constant_folding=True)
     est.model_.eval()
     want = torch_embed(est, column, [values[i] for i in held])
     check, check_lengths = collate_arrays([feats[i] for i in held], variable)
-    max_abs, cosine = agreement(_run(_session(fp32), check, check_lengths), want)
+    try:
+        max_abs, cosine = agreement(_run(_session(fp32), check, check_lengths), want)
+    except Exception as exc:  # a shape the trace fixed, an operator onnxruntime lacks
+        raise Disagrees(f"its ONNX graph does not run on other batches than the one "
+                        f"traced ({type(exc).__name__}: {str(exc)[:160]})") from None
     if cosine < FP32_MIN_COSINE:
         raise Disagrees(f"its ONNX graph disagrees with torch (smallest cosine "
                         f"{cosine:.4f} < {FP32_MIN_COSINE}, max abs diff {max_abs:.2e})")
@@ -272,6 +211,21 @@ def export_tower(est: Any, column: str, index: int, folder: Path, values: list[A
         report.int8_note = (f"int8 cosine {report.int8_cosine:.4f} < {int8_min_cosine}: "
                             "fp32 kept")
     return report
+
+
+def _sweep(out: Path) -> None:
+    """Remove what exports into ``out`` killed before they finished left beside it
+    (``.NAME.PID.partial`` and ``.NAME.PID.old`` of processes that are gone)."""
+    for leftover in out.parent.glob(f".{out.name}.*.*"):
+        pid = leftover.name[len(out.name) + 2:].split(".")[0]
+        if leftover.suffix not in (".partial", ".old") or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass  # alive, or not ours to ask about
 
 
 def _install(tmp: Path, out: Path) -> None:
@@ -304,6 +258,7 @@ def make_export(model_or_path: Any, out_dir: str | os.PathLike[str], *,
         raise ValueError(f"{out}: a folder that holds other files and no export; give a "
                          "new or empty folder (an export replaces its folder's contents)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

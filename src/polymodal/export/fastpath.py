@@ -44,8 +44,12 @@ def onnx_setting() -> str | None:
 def export_folders(lib: Any) -> list[Path]:
     """Where ``lib``'s model's export is looked for and made, in order: beside or in
     the model's folder, then in the library's folder."""
+    from polymodal.library.builtin import BUILTIN, PREFIX, models_home
+
     model = Path(lib.config["model"])
-    builtin = str(lib.config.get("model_name") or "").startswith("builtin:")
+    builtin = str(lib.config.get("model_name") or "").startswith(PREFIX) or (
+        model.parent == models_home().resolve() and
+        model.name.removesuffix("-quick") in BUILTIN)
     primary = model.with_name(f"{model.name}-onnx") if builtin else model / "onnx"
     return [primary, lib.folder / "onnx"]
 

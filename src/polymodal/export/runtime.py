@@ -123,7 +123,7 @@ class OnnxTowers:
         self._preprocess: dict[str, Callable[[Any], Any]] = {}
         self.sessions: dict[str, Any] = {}
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: no warnings on stderr
+        options.log_severity_level = 4  # failures come back as exceptions, said once
         if threads is not None:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
