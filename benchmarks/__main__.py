@@ -17,6 +17,7 @@ from benchmarks import (
     fusion,
     http_search,
     library,
+    media_cache,
     onnx_speed,
     pretraining,
     recommend,
@@ -29,6 +30,7 @@ from benchmarks.report import DOCS, RESULTS, Section, write_section
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "data-loading": data_loading.run,
+    "media-cache": media_cache.run,
     "audio-features": audio_features.run,
     "feature-cache": encoders.run_cache,
     "embed-memory": encoders.run_memory,
