@@ -194,7 +194,7 @@ def test_two_processes_fill_one_cache_and_leave_whole_entries(tmp_path):
                                str(bound)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     entries = list(folder.glob("t/*/*.npy"))
     assert entries and not list(folder.rglob("*.tmp"))
