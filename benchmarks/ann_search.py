@@ -63,6 +63,7 @@ def run(quick: bool = False) -> Section:
     from threadpoolctl import threadpool_limits
 
     from polymodal.library import ann as ann_module
+    from polymodal.library.ann_build import tune_nprobe
 
     sizes = (2_000, 30_000) if quick else (100_000, 1_000_000)
     n_queries = 50 if quick else 200
@@ -90,7 +91,7 @@ def run(quick: bool = False) -> Section:
                                      faiss.METRIC_INNER_PRODUCT)
             ivf.train(x[rng.choice(n, min(n, 64 * nlist), replace=False)])
             ivf.add(x)
-            ivf.nprobe = ann_module.tune_nprobe(ivf, x)
+            ivf.nprobe = tune_nprobe(ivf, x)
             build = time.perf_counter() - t
             ms, recall = _timed(lambda q, i=ivf: i.search(q[None], K)[1][0].tolist(),
                                 queries, truth)
