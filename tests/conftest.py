@@ -21,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     (set before any test module imports transformers)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # fits keep decoded media in a cache of their own, not the user's (one per run)
+    import tempfile
+
+    os.environ["POLYMODAL_MEDIA_CACHE"] = tempfile.mkdtemp(prefix="polymodal-media-")
 
 
 def tone(seconds: float = 0.5, sr: int = SR, freq: float = 440.0, channels: int = 1

@@ -41,13 +41,15 @@ def decodes(monkeypatch) -> Counter:
 
 @pytest.mark.parametrize("make", [
     lambda run: Predictor(label="label", preset="tiny", fusion="concat", max_epochs=3,
-                          path=run, modalities=["image", "audio"], patience=0),
+                          path=run, modalities=["image", "audio"], patience=0,
+                          media_cache=None),
     lambda run: Pretrainer(preset="tiny", max_epochs=3, path=run, patience=0,
-                           modalities=["image", "audio"]),
+                           modalities=["image", "audio"], media_cache=None),
 ], ids=["predictor", "pretrainer"])
 def test_each_picture_and_sound_is_decoded_once_per_run(make, digits, decodes, tmp_path):
     """Three epochs, train and validation rows: every image and audio cell decoded
-    exactly once (the run's memory cache), none once per epoch."""
+    exactly once (the run's memory cache; the disk cache off, so it is this run's
+    doing), none once per epoch."""
     estimator = make(tmp_path / "run").fit(digits, progress=False)
     assert isinstance(estimator, Estimator) and estimator.train_steps_ >= 3
     media = {k: n for k, n in decodes.items() if k[2] in ("image", "audio")}
@@ -62,7 +64,7 @@ def test_without_a_memory_cache_each_epoch_decodes_again(digits, decodes, tmp_pa
     each training picture three times."""
     Predictor(label="label", preset="tiny", fusion="concat", max_epochs=3, patience=0,
               path=tmp_path / "run", modalities=["image"], memory_cache_mb=0,
-              ).fit(digits, progress=False)
+              media_cache=None).fit(digits, progress=False)
     assert max(n for k, n in decodes.items() if k[2] == "image") == 3
 
 

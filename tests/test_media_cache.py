@@ -235,6 +235,6 @@ def test_the_setting_names_a_folder_or_none(tmp_path, monkeypatch):
     assert cache_folder("auto") == Path.home() / ".cache" / "polymodal" / "media"
     assert cache_folder(None) is None and cache_folder("off") is None
     assert cache_folder(tmp_path / "x") == tmp_path / "x"
-    assert Predictor(label="y").media_cache is None  # off unless asked for
+    assert Predictor(label="y").media_cache == "auto"  # on by default
     with pytest.raises(ValueError, match="max_gb"):
         MediaCache(tmp_path, max_gb=0)

@@ -58,7 +58,7 @@ class PredictorConfig:
     patience: int | None = None
     schedule: str = "cosine"
     roles: dict[str, str] = field(default_factory=dict)
-    media_cache: str | None = None
+    media_cache: str | None = "auto"
 
 
 @dataclass
@@ -85,7 +85,7 @@ class PretrainerConfig:
     precision: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
     memory_cache_mb: float = 1024
-    media_cache: str | None = None
+    media_cache: str | None = "auto"
 
 
 @dataclass

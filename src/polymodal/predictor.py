@@ -113,7 +113,7 @@ class Predictor(PredictorReports, Estimator):
             and audio file on disk, by content and encoder, so later epochs and later
             runs (any process sharing the folder) decode nothing: "auto" is
             ``$POLYMODAL_MEDIA_CACHE`` or ``~/.cache/polymodal/media`` (20 GB, least
-            recently used entries evicted); None or "off" (the default) keeps none.
+            recently used entries evicted; the default); None or "off" keeps none.
     """
 
 
@@ -136,7 +136,7 @@ class Predictor(PredictorReports, Estimator):
                  precision: str | None = None, memory_cache_mb: float = 1024,
                  patience: int | None = None, schedule: str = "cosine",
                  roles: Mapping[str, str] | None = None,
-                 media_cache: str | os.PathLike[str] | None = None) -> None:
+                 media_cache: str | os.PathLike[str] | None = "auto") -> None:
         from polymodal.fusion import fusion_class
         from polymodal.presets import resolve_preset
         from polymodal.training.module import check_schedule

@@ -65,7 +65,7 @@ class Pretrainer(SharedSpace, Estimator):
             and sound on disk, by content and encoder, so later epochs and later
             runs (any process sharing the folder) decode nothing: "auto" is
             ``$POLYMODAL_MEDIA_CACHE`` or ``~/.cache/polymodal/media`` (20 GB, least
-            recently used entries evicted); None or "off" (the default) keeps none.
+            recently used entries evicted; the default); None or "off" keeps none.
     """
 
 
@@ -87,7 +87,7 @@ class Pretrainer(SharedSpace, Estimator):
                  cache_dir: str | os.PathLike[str] | None = None,
                  precision: str | None = None, roles: Mapping[str, str] | None = None,
                  memory_cache_mb: float = 1024,
-                 media_cache: str | os.PathLike[str] | None = None) -> None:
+                 media_cache: str | os.PathLike[str] | None = "auto") -> None:
         from polymodal.presets import resolve_preset
 
         resolve_preset(preset)  # an unknown name is refused here, not at fit
