@@ -189,21 +189,25 @@ def test_onnx_and_torch_find_the_same_top_hits(model_dir, collection, tmp_path,
     queries = ["red", "a blue square", "the colour yellow", "black", "white",
                Image.new("RGB", (16, 16), (30, 200, 40))]
     found = {}
-    for setting in ("0", "fp32", "1"):
+    for setting in ("0", "1", "int8"):
         monkeypatch.setenv("POLYMODAL_ONNX", setting)
         lib = Library.create(f"photos-{setting}", model_dir, root=tmp_path / "libs")
         lib.index(tmp_path / "photos.csv", progress=False)
-        assert (embedder(lib) is lib.model) == (setting == "0")
+        used = embedder(lib)
+        assert (used is lib.model) == (setting == "0")
+        if setting != "0":  # fp32 unless asked for int8 (which the export kept here)
+            assert used.towers.kept("caption") == ("int8" if setting == "int8" else "fp32")
         found[setting] = [lib.search(q, k=5) for q in queries]
-    for torch_hits, fp32_hits, kept_hits in zip(*found.values(), strict=True):
+    for torch_hits, fp32_hits, int8_hits in zip(*found.values(), strict=True):
         assert [h.item for h in fp32_hits] == [h.item for h in torch_hits]
         assert np.allclose([h.score for h in fp32_hits], [h.score for h in torch_hits],
                            atol=1e-4)
-        # int8 where the export kept it: the same colours at nearly the same scores
+        # POLYMODAL_ONNX=int8, where the export kept int8: the same colours at nearly
+        # the same scores
         # (items that tie, such as two captions "red", may come in another order)
-        assert np.allclose([h.score for h in kept_hits], [h.score for h in torch_hits],
+        assert np.allclose([h.score for h in int8_hits], [h.score for h in torch_hits],
                            atol=0.02)
-        assert sorted(h.metadata["colour"] for h in kept_hits) == \
+        assert sorted(h.metadata["colour"] for h in int8_hits) == \
             sorted(h.metadata["colour"] for h in torch_hits)
 
 

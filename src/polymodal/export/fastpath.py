@@ -5,8 +5,13 @@ Where the export lives: the model folder's ``onnx/`` subfolder (for a builtin mo
 beside it: ``~/.cache/polymodal/models/lit-tuxpaint-onnx``); where that folder cannot be
 written, the library's own ``onnx/``. An export that is damaged or stale (the model
 was saved again) is refused and made again. A tower with no ONNX form stays on torch,
-and so does every tower if the export cannot be made at all; ``POLYMODAL_ONNX=0`` turns
-the fast path off (``POLYMODAL_ONNX=fp32`` keeps it on with fp32 graphs only).
+and so does every tower if the export cannot be made at all.
+
+A library runs the fp32 graphs: they give torch's vectors (to about 1e-6), so a library
+indexed on torch before, or by another process on torch, stays one space with exactly
+the scores it had. ``POLYMODAL_ONNX=int8`` runs the int8 graph of each tower whose export
+kept one (its cosine to torch at least 0.99: faster, scores a little off);
+``POLYMODAL_ONNX=0`` turns the fast path off.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from polymodal.export.record import ExportInvalid
 
 log = logging.getLogger(__name__)
-#: the environment variable that turns the fast path off ("0") or to fp32 ("fp32")
+#: the environment variable that turns the fast path off ("0") or to int8 ("int8")
 ENV = "POLYMODAL_ONNX"
 _OFF = ("0", "false", "no", "off")
 #: per library object: its embedder (made once, under the library's loading lock)
@@ -33,12 +38,12 @@ _EXPORTING = threading.Lock()  # torch's exporter is not safe to run twice at on
 
 
 def onnx_setting() -> str | None:
-    """None when ``POLYMODAL_ONNX`` turns the fast path off, else the precision to run
-    ("kept": int8 where the export kept it; "fp32")."""
+    """None when ``POLYMODAL_ONNX`` turns the fast path off, else the precision to run:
+    "fp32" (the default), or "kept" for ``int8`` (int8 where the export kept it)."""
     value = os.environ.get(ENV, "1").strip().lower()
     if value in _OFF:
         return None
-    return "fp32" if value == "fp32" else "kept"
+    return "kept" if value == "int8" else "fp32"
 
 
 def export_folders(lib: Any) -> list[Path]:
