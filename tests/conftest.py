@@ -166,3 +166,21 @@ def colour_library(colour_model, colours, tmp_path_factory) -> Path:
     model = colour_model.save(tmp_path_factory.mktemp("model") / "m")
     Library.create("photos", model, root=root).index(folder / "photos.csv", progress=False)
     return root
+
+
+@pytest.fixture()
+def decodes(monkeypatch: pytest.MonkeyPatch):
+    """How many times each (manifest file, row, column) cell is decoded."""
+    from collections import Counter
+
+    from polymodal.data.manifest import Manifest
+
+    counts: Counter = Counter()
+    original = Manifest.decode
+
+    def counting(self, row, column, options=None):
+        counts[(str(self.source), self.source_row(row), column)] += 1
+        return original(self, row, column, options)
+
+    monkeypatch.setattr(Manifest, "decode", counting)
+    return counts

@@ -101,6 +101,7 @@ def test_past_the_exact_size_it_is_ivf_with_high_recall(tmp_path, monkeypatch):
     assert ann.sync(store)["rebuilt"] == 1  # crossed the size: an IVF index now
     meta = json.loads(ann.meta_path.read_text())["modalities"]["image"]
     assert meta["kind"] == "ivf" and meta["rows"] == 2400
+    assert meta["nprobe"] < meta["nlist"]  # tuned, not a scan of every list
     assert ann.usable(store)
     rng = np.random.default_rng(7)
     recall = []

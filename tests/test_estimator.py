@@ -25,20 +25,6 @@ def digits(tmp_path_factory):
                         show_progress=False)
 
 
-@pytest.fixture()
-def decodes(monkeypatch) -> Counter:
-    """How many times each (manifest file, row, column) cell is decoded."""
-    counts: Counter = Counter()
-    original = Manifest.decode
-
-    def counting(self, row, column, options=None):
-        counts[(str(self.source), self.source_row(row), column)] += 1
-        return original(self, row, column, options)
-
-    monkeypatch.setattr(Manifest, "decode", counting)
-    return counts
-
-
 @pytest.mark.parametrize("make", [
     lambda run: Predictor(label="label", preset="tiny", fusion="concat", max_epochs=3,
                           path=run, modalities=["image", "audio"], patience=0,

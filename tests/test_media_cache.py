@@ -35,20 +35,6 @@ from polymodal.predictor import Predictor
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-@pytest.fixture()
-def decodes(monkeypatch) -> Counter:
-    """How many times each (row, column) cell is decoded, as tests/test_estimator.py."""
-    counts: Counter = Counter()
-    original = Manifest.decode
-
-    def counting(self, row, column, options=None):
-        counts[(str(self.source), self.source_row(row), column)] += 1
-        return original(self, row, column, options)
-
-    monkeypatch.setattr(Manifest, "decode", counting)
-    return counts
-
-
 def pictures(folder: Path, n: int = 4) -> pd.DataFrame:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

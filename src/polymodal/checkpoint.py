@@ -10,7 +10,6 @@ with a clear error when it is read, never loaded in part."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from torch import nn
 
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.registry import build_encoder
+from polymodal.files import replace_atomically as _replace_atomically
+from polymodal.files import sha256_file, write_atomically
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
@@ -36,35 +37,6 @@ FORMAT = 2
 _V1_PREDICTOR_SETTINGS = ("label", "problem_type", "fusion", "fusion_options", "dim",
                           "drop_modality", "dropout", "preset", "seed")
 _V1_PRETRAINER_SETTINGS = ("preset", "dim", "projection", "anchor", "seed")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _replace_atomically(tmp: Path, target: Path) -> None:
-    """Flush ``tmp`` to disk and rename it over ``target`` (same folder)."""
-    with tmp.open("rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-
-
-def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one,
-    never a part of the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        _replace_atomically(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def is_frozen_pretrained(model: nn.Module, key: str) -> bool:

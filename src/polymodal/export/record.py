@@ -11,7 +11,6 @@ written), or whose model has changed since (a stale export) is refused with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.data.errors import PolymodalError
+from polymodal.files import sha256_file
 
 #: the record's file name inside an export folder
 EXPORT_JSON = "export.json"
@@ -34,15 +34,6 @@ INT8_MIN_COSINE = 0.99
 class ExportInvalid(PolymodalError, ValueError):
     """An export folder that cannot be used: missing, damaged or stale (made from
     another version of the model). Export again (the library does so by itself)."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_identity(model_folder: str | os.PathLike[str]) -> str:

@@ -26,7 +26,6 @@ still at the synced version (else it searches the store until the next sync).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sqlite3
 import threading
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from polymodal.files import sha256_file
 from polymodal.library.store import FIELDS, LanceStore
 
 if TYPE_CHECKING:
@@ -52,14 +52,6 @@ FORMAT = 1
 _SHOWN = [f for f in FIELDS if f not in ("key", "content")]
 _COLUMNS = ", ".join(f'"{f}"' for f in _SHOWN)
 _NAMES = ["key", "content", *_SHOWN]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -117,7 +109,7 @@ class AnnIndex:
         return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        from polymodal.checkpoint import write_atomically
+        from polymodal.files import write_atomically
 
         write_atomically(self.meta_path, json.dumps(meta, indent=1))
 
@@ -128,7 +120,7 @@ class AnnIndex:
             total = 0
             for info in meta["modalities"].values():
                 path = self.folder / info["file"]
-                if not path.is_file() or _sha256(path) != info["sha256"]:
+                if not path.is_file() or sha256_file(path) != info["sha256"]:
                     return False
                 total += info["rows"]
             rows = self._db().execute("SELECT COUNT(*) FROM facets").fetchone()[0]

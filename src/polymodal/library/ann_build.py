@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.files import sha256_file
 from polymodal.library import ann as ann_module
 from polymodal.library.ann import (
     _COLUMNS,
@@ -19,7 +20,6 @@ from polymodal.library.ann import (
     FORMAT,
     AnnIndex,
     _normalised,
-    _sha256,
     _version,
 )
 from polymodal.library.store import FIELDS, LanceStore
@@ -28,11 +28,12 @@ from polymodal.library.store import FIELDS, LanceStore
 TARGET_RECALL = 0.97
 
 
-def tune_nprobe(index: Any, x: np.ndarray, k: int = 10, queries: int = 200,
-                seed: int = 0) -> int:
+def tune_nprobe(index: Any, x: np.ndarray, ids: np.ndarray | None = None, k: int = 10,
+                queries: int = 200, seed: int = 0) -> int:
     """The fewest IVF lists to probe for :data:`TARGET_RECALL` on ``x`` itself: its
     exact top ``k`` for ``queries`` perturbed points of ``x`` against the IVF answers,
-    doubling nprobe from 8 until the recall is reached."""
+    doubling nprobe from 8 until the recall is reached. ``ids``: the ids ``x`` was
+    added to ``index`` with (default: positions)."""
     import faiss
 
     rng = np.random.default_rng(seed)
@@ -41,6 +42,8 @@ def tune_nprobe(index: Any, x: np.ndarray, k: int = 10, queries: int = 200,
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)
     truth = exact.search(q, k)[1]
+    if ids is not None:
+        truth = np.asarray(ids)[truth]
     ivf = faiss.extract_index_ivf(index)
     nprobe = 8
     while nprobe < ivf.nlist:
@@ -138,14 +141,14 @@ def _build(ann: AnnIndex, db: sqlite3.Connection, store: LanceStore, modality: s
     sample = np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)
     index.train(x[np.sort(sample)])  # 64 points a list is plenty for k-means
     index.add_with_ids(x, np.asarray(ids, np.int64))
-    index.nprobe = tune_nprobe(index, x)
+    index.nprobe = tune_nprobe(index, x, np.asarray(ids, np.int64))
     return index
 
 def _save(ann: AnnIndex, indexes: dict[str, Any], db: sqlite3.Connection,
       version: Any) -> None:
     import faiss
 
-    from polymodal.checkpoint import write_atomically
+    from polymodal.files import write_atomically
 
     ann.folder.mkdir(parents=True, exist_ok=True)
     modalities = {}
@@ -153,7 +156,7 @@ def _save(ann: AnnIndex, indexes: dict[str, Any], db: sqlite3.Connection,
         name = f"{modality}.faiss"
         write_atomically(ann.folder / name, faiss.serialize_index(index).tobytes())
         info: dict[str, Any] = {"file": name, "rows": int(index.ntotal),
-                                "sha256": _sha256(ann.folder / name)}
+                                "sha256": sha256_file(ann.folder / name)}
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             info.update(kind="ivf", nlist=int(ivf.nlist), nprobe=int(ivf.nprobe),

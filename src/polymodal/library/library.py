@@ -67,7 +67,7 @@ class Library:
         self._generator: Any = None
 
     def _save_config(self) -> None:
-        from polymodal.checkpoint import write_atomically
+        from polymodal.files import write_atomically
 
         write_atomically(self.folder / CONFIG, yaml.safe_dump(self.config))
 
@@ -103,7 +103,7 @@ class Library:
                                  f"name, or delete it first (`polymodal library delete "
                                  f"{name}`)")
             existing._drop_store()  # an empty library takes the model it is given now
-        from polymodal.checkpoint import write_atomically
+        from polymodal.files import write_atomically
 
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(config_path, yaml.safe_dump({"model": model, "backend": backend,

@@ -81,7 +81,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         storage_options: Any | None = None) -> None:
         import hashlib
 
-        from polymodal.checkpoint import write_atomically
+        from polymodal.files import write_atomically
 
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "
         FileNotFoundError: no such file.
         CheckpointError: a truncated, half-written, tampered or foreign file.
     """
-    from polymodal.checkpoint import sha256_file
+    from polymodal.files import sha256_file
 
     path = Path(path)
     if not path.is_file():
