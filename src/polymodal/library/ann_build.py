@@ -26,26 +26,31 @@ from polymodal.library.store import FIELDS, LanceStore
 
 #: the Recall@10 against exact search that an IVF index is tuned to on its own data
 TARGET_RECALL = 0.97
+#: how far the tuning queries lie from the stored points they are made from (the norm
+#: of the noise added to a unit vector)
+QUERY_NOISE = 0.3
 
 
 def tune_nprobe(index: Any, x: np.ndarray, ids: np.ndarray | None = None, k: int = 10,
                 queries: int = 200, seed: int = 0) -> int:
     """The fewest IVF lists to probe for :data:`TARGET_RECALL` on ``x`` itself: its
     exact top ``k`` for ``queries`` perturbed points of ``x`` against the IVF answers,
-    doubling nprobe from 8 until the recall is reached. ``ids``: the ids ``x`` was
+    doubling nprobe from 1 until the recall is reached. ``ids``: the ids ``x`` was
     added to ``index`` with (default: positions)."""
     import faiss
 
     rng = np.random.default_rng(seed)
     picked = x[rng.choice(len(x), min(queries, len(x)), replace=False)]
-    q = _normalised(picked + 0.1 * picked.std() * rng.normal(size=picked.shape))
+    noise = rng.normal(size=picked.shape)  # each query about 17 degrees off its point
+    noise *= QUERY_NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
+    q = _normalised(picked + noise)
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)
     truth = exact.search(q, k)[1]
     if ids is not None:
         truth = np.asarray(ids)[truth]
     ivf = faiss.extract_index_ivf(index)
-    nprobe = 8
+    nprobe = 1
     while nprobe < ivf.nlist:
         ivf.nprobe = nprobe
         got = index.search(q, k)[1]
