@@ -365,3 +365,20 @@ def test_a_library_of_one_item_and_rows_that_lack_the_column(model_dir, collecti
     assert pred.iloc[:4].isna().all() and pred.iloc[4:].notna().all()
     with pytest.raises(ValueError, match="at least one class"):
         colour_model.zero_shot(partial, "image", [])
+
+
+def test_a_query_in_words_is_embedded_once_and_searches_the_rows_of_now(colour_library,
+                                                                        monkeypatch):
+    lib = Library("photos", colour_library)
+    first = lib.embed_query("a red square")[0]
+    calls = []
+    real = lib.model.embed_values
+    monkeypatch.setattr(lib.model, "embed_values",
+                        lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    monkeypatch.setenv("POLYMODAL_ONNX", "0")  # the torch path, whose calls are counted
+    again = lib.embed_query("a red square")[0]
+    assert np.array_equal(first, again) and not calls  # kept: not embedded again
+    assert not again.flags.writeable  # shared by every caller, so nobody may change it
+    lib.embed_query("a blue square")
+    assert len(calls) == 1
+    assert (lib._queries.hits, lib._queries.misses) == (1, 2)

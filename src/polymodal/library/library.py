@@ -36,6 +36,7 @@ from polymodal.library.indexing import (
 )
 from polymodal.library.indexing import THUMBNAIL_SIZE as THUMBNAIL_SIZE
 from polymodal.library.indexing import LibraryBusy as LibraryBusy
+from polymodal.library.query_cache import QueryCache
 from polymodal.library.results import Answer, Hit, IndexReport
 from polymodal.library.store import INDEX_FROM, LanceStore, MilvusStore, VectorStore
 
@@ -64,6 +65,7 @@ class Library:
         self._loading = threading.RLock()
         self._vqa: Any = None
         self._ann: AnnIndex | None = None
+        self._queries = QueryCache()  # a popular search in words is embedded once
         self._generator: Any = None
 
     def _save_config(self) -> None:
@@ -249,7 +251,8 @@ class Library:
                     ) -> tuple[np.ndarray, str]:
         """A query's vector and its modality: words, a picture (PIL image or file) or a
         sound (16 kHz mono array or file). Embedded on onnxruntime where the model has
-        an ONNX export (made on first use; ``POLYMODAL_ONNX=0``: torch)."""
+        an ONNX export (made on first use; ``POLYMODAL_ONNX=0``: torch); the vectors of
+        recent queries in words are kept (:class:`~.query_cache.QueryCache`)."""
         from polymodal.data.media import decode_audio, decode_image
         from polymodal.export.fastpath import embedder
 
@@ -267,7 +270,8 @@ class Library:
         text = str(query).strip()
         if not text:
             raise ValueError("the query is empty: ask in words, or give a picture or a sound")
-        return embedder(self).embed_values(self.tower("text"), [text])[0], "text"
+        return self._queries.get(text, lambda t: embedder(self).embed_values(
+            self.tower("text"), [t])[0]), "text"
 
     def search(self, query: Any, k: int = 10, modality: str | None = None,
                min_score: float | None = None) -> list[Hit]:
