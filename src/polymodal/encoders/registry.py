@@ -25,7 +25,7 @@ class EncoderInfo:
 
 
 def _load_all() -> None:
-    from polymodal.encoders import audio, image, text  # noqa: F401  (registers them)
+    from polymodal.encoders import audio, audio_whisper, image, text  # noqa: F401  (registers)
 
 
 #: every encoder by name; the encoder modules are imported at the first lookup
