@@ -184,7 +184,7 @@ class Predictor(PredictorReports, Estimator):
                     ) -> tuple[Manifest, Manifest, list[Problem]]:
         m, problems = self._without_bad_labels(self._read(train), on_error)
         if tuning is None:
-            m, tune = m.training_split(self.seed, fraction=0.1, minimum=1)
+            m, tune = m.training_split(self.seed, *self.holdout)
         else:
             tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
             problems += tune_problems

@@ -100,7 +100,7 @@ class Pretrainer(SharedSpace, Estimator):
         "train" and "val", otherwise 5% of the rows (seeded) are held out."""
         m = Manifest.read(train, roles=self.roles or None)
         if tuning is None:
-            m, tune = m.training_split(self.seed, fraction=0.05, minimum=2)
+            m, tune = m.training_split(self.seed, *self.holdout)
         else:
             tune = Manifest.read(tuning, roles=self.roles or None)
         return m, tune, []
