@@ -15,9 +15,4 @@ from polymodal.heads.task import TASKS, Task, infer_problem_type, make_task
 PROBLEM_TYPES = ("binary", "multiclass", "multilabel", "regression")
 
 __all__ = ["PROBLEM_TYPES", "PROJECTIONS", "TASKS", "EmbeddingHead", "Task", "TaskHead",
-           "infer_problem_type", "make_task", "n_outputs"]
-
-
-def n_outputs(problem_type: str, n_classes: int) -> int:
-    """How many outputs a head needs for a problem type (with ``n_classes`` classes)."""
-    return make_task(problem_type, [str(i) for i in range(n_classes)]).n_outputs
+           "infer_problem_type", "make_task"]

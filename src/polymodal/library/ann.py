@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polymodal.files import sha256_file
-from polymodal.library.store import FIELDS, LanceStore
+from polymodal.library.store import FIELDS, LanceStore, _unrow
 
 if TYPE_CHECKING:
     from polymodal.library.library import Library
@@ -205,11 +205,7 @@ class AnnIndex:
             row = by_id.get(i)
             if row is None:
                 continue
-            record = dict(zip(_NAMES, row[1:], strict=True))
-            try:
-                record["metadata"] = json.loads(record["metadata"] or "{}")
-            except ValueError:
-                record["metadata"] = {}
+            record = _unrow(dict(zip(_NAMES, row[1:], strict=True)))
             record["score"] = score
             out.append(record)
         return out

@@ -169,7 +169,7 @@ class ContrastiveLoss(nn.Module):
             logs["temperature"] = torch.tensor(self.temperature)
         return Step(loss if per_pair else None, logs, shown=(f"{stage}_loss",))
 
-    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         """The temperature, when it is learnt: trained without weight decay."""
         return [{"params": [self.log_scale], "weight_decay": 0.0}] \
             if self.log_scale.requires_grad else []

@@ -34,6 +34,6 @@ class SupervisedLoss(nn.Module):
                      self.task.step_metrics(outputs, batch.labels).items()})
         return Step(loss, logs, shown=tuple(logs))
 
-    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameters of the objective itself that the optimizer trains: none."""
         return []

@@ -215,7 +215,7 @@ class LitEstimator(SkipTracking):
     Args:
         model: the model (towers and whatever the task puts on them).
         loss: the objective: ``step(model, batch, stage) -> Step`` and
-            ``parameter_groups(weight_decay)`` (its own trained parameters).
+            ``parameter_groups()`` (its own trained parameters).
         lr: peak learning rate, reached after the warm-up.
         weight_decay: AdamW weight decay (not on the objective's own parameters).
         warmup_fraction: share of the steps spent warming up.
@@ -253,7 +253,7 @@ class LitEstimator(SkipTracking):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": params, "weight_decay": self.weight_decay},
-                  *self.loss.parameter_groups(self.weight_decay)]  # type: ignore[operator]
+                  *self.loss.parameter_groups()]  # type: ignore[operator]
         optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         return warmup_cosine(optimizer, int(self.trainer.estimated_stepping_batches),
                              self.warmup_fraction, self.schedule)
