@@ -25,7 +25,8 @@ class EncoderInfo:
 
 
 def _load_all() -> None:
-    from polymodal.encoders import audio, audio_whisper, image, text  # noqa: F401  (registers)
+    from polymodal.encoders import (  # noqa: F401  (they register)
+        audio, audio_whisper, handcrafted, image, text)
 
 
 #: every encoder by name; the encoder modules are imported at the first lookup
