@@ -1,0 +1,254 @@
+"""An opened shard folder: its schema, labels and rows, checked before anything reads.
+
+:func:`open_shards` reads ``polymodal-shards.json`` (refusing a folder written in a
+newer shard format, with the polymodal version that reads it), checks that every
+shard is there at its recorded size, and gives a :class:`ShardSource`: the rows as
+pieces of shards, split and held out by whole shards, streamed to a model by
+:meth:`ShardSource.loader` (:mod:`~polymodal.data.shard_stream`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.data.errors import ON_ERROR_CHOICES, DataError, OnError, Problem
+from polymodal.data.schema import Role, Schema
+
+META_FILE = "polymodal-shards.json"
+INDEX_FILE = "index.parquet"
+SHARD_FORMAT = 1
+
+
+class ShardError(DataError):
+    """A shard folder, or one of its shards, that cannot be read; says which rows."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``start .. start + count`` (counted inside the shard) of one shard file."""
+
+    shard: str
+    first: int  # the folder position of the shard's first row
+    start: int
+    count: int
+
+    @property
+    def positions(self) -> range:
+        return range(self.first + self.start, self.first + self.start + self.count)
+
+
+def _describe(rows: range) -> str:
+    return f"rows {rows.start}-{rows.stop - 1} of the folder" if len(rows) else "no rows"
+
+
+class ShardSource:
+    """The rows of a shard folder (or a part of it), as a model reads them.
+
+    Attributes:
+        path: the folder.
+        meta: the folder's ``polymodal-shards.json``.
+        pieces: the shards (or parts of shards) this source reads, in folder order.
+        problems: rows of shards found missing or truncated at open (``on_error="skip"``).
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], pieces: list[Piece],
+                 on_error: OnError = "raise", problems: list[Problem] | None = None) -> None:
+        self.path, self.meta, self.pieces, self.on_error = path, meta, pieces, on_error
+        self.problems = list(problems or [])
+        self._index: Any = None
+
+    def __len__(self) -> int:
+        return sum(p.count for p in self.pieces)
+
+    def __repr__(self) -> str:
+        return f"ShardSource({str(self.path)!r}, rows={len(self)}, shards={len(self.pieces)})"
+
+    @property
+    def source(self) -> str:
+        """What errors name: the folder."""
+        return str(self.path)
+
+    @property
+    def schema(self) -> Schema:
+        """The roles of the columns, as the manifest had them (texts now inline)."""
+        return Schema.from_dict(self.meta["schema"])
+
+    @property
+    def modality_columns(self) -> dict[str, Role]:
+        return self.schema.modality_columns
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({s["split"] for s in self.meta["shards"]})
+
+    def _with(self, pieces: list[Piece]) -> ShardSource:
+        out = ShardSource(self.path, self.meta, pieces, self.on_error, self.problems)
+        out._index = self._index
+        return out
+
+    def split(self, name: str) -> ShardSource:
+        """The rows of one split ("train", "val", ...) of the manifest that was sharded."""
+        split_of = {s["name"]: s["split"] for s in self.meta["shards"]}
+        aliases = {"val": {"val", "valid", "validation", "dev"},
+                   "train": {"train", "training"}, "test": {"test", "testing"}}
+        wanted = next((a for a in aliases.values() if name.lower() in a), {name.lower()})
+        pieces = [p for p in self.pieces if split_of[p.shard] in wanted]
+        if not pieces:
+            raise ShardError(f"{self.path}: no shards of split {name!r}; splits: {self.splits}")
+        return self._with(pieces)
+
+    def holdout(self, fraction: float = 0.1, seed: int = 0) -> tuple[ShardSource, ShardSource]:
+        """(rows to train on, rows to tune on): a seeded ``fraction`` of the shards held
+        out (at least one); with a single shard, its last rows."""
+        pieces = self.pieces
+        if len(pieces) == 1:
+            p = pieces[0]
+            n_val = max(1, int(p.count * fraction))
+            return (self._with([replace(p, count=p.count - n_val)]),
+                    self._with([replace(p, start=p.start + p.count - n_val, count=n_val)]))
+        order = np.random.default_rng(seed).permutation(len(pieces))
+        n_val = max(1, round(len(pieces) * fraction))
+        held = set(order[:n_val].tolist())
+        return (self._with([p for i, p in enumerate(pieces) if i not in held]),
+                self._with([p for i, p in enumerate(pieces) if i in held]))
+
+    def index(self) -> Any:
+        """A pandas table of this source's rows: position, manifest row, id, label, split."""
+        import pandas as pd
+
+        if self._index is None:
+            self._index = pd.read_parquet(self.path / INDEX_FILE).set_index("position",
+                                                                            drop=False)
+        positions = np.concatenate([np.arange(p.positions.start, p.positions.stop)
+                                    for p in self.pieces]) if self.pieces else []
+        return self._index.loc[positions]
+
+    def labels(self) -> list[Any]:
+        """Every row's label (None where it has none), in folder order."""
+        return [None if v != v else v for v in self.index()["label"].tolist()]  # NaN
+
+    def cells(self, column: str, on_error: OnError = "raise") -> Iterator[Any]:
+        """Each row's decoded ``column`` value (None where the row lacks it), in folder
+        order: what an encoder fits its vocabulary on."""
+        from polymodal.data.shard_stream import iter_rows
+
+        roles = {column: self.modality_columns[column]}
+        for _position, cells, _fields in iter_rows(self, roles, on_error=on_error):
+            yield cells[column] if cells is not None else None
+
+    def dataset(self, **options: Any) -> Any:
+        """A :class:`~polymodal.data.shard_stream.ShardDataset` over these rows."""
+        from polymodal.data.shard_stream import ShardDataset
+
+        options.setdefault("on_error", self.on_error)
+        return ShardDataset(self, **options)
+
+    def loader(self, transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+               batch_size: int = 32, *, rank: int | None = None,
+               world_size: int | None = None, shuffle: bool = False, seed: int = 0,
+               num_workers: int = 0, drop_last: bool = False,
+               columns: Sequence[str] | None = None,
+               label_transform: Callable[[Any], Any] | None = None,
+               on_error: OnError | None = None, window: int = 512) -> Any:
+        """A :class:`~polymodal.data.shard_stream.ShardLoader` of collated batches.
+
+        ``rank`` / ``world_size`` default to the process group's (or RANK and
+        WORLD_SIZE), read when an epoch starts; each process then reads its own equal
+        share of the rows, cut into batches of ``batch_size``.
+        """
+        from polymodal.data.shard_stream import ShardLoader
+
+        ds = self.dataset(transforms=transforms, batch_size=batch_size, rank=rank,
+                          world_size=world_size, shuffle=shuffle, seed=seed,
+                          drop_last=drop_last, columns=columns,
+                          label_transform=label_transform,
+                          on_error=on_error or self.on_error, window=window)
+        return ShardLoader(ds, num_workers=num_workers)
+
+
+def _refuse_newer(path: Path, meta: Mapping[str, Any]) -> None:
+    from polymodal import __version__
+
+    fmt = meta.get("format")
+    if not isinstance(fmt, int):
+        raise ShardError(f"{path / META_FILE}: no shard format number; is this a shard "
+                         "folder written by `polymodal shard`?")
+    if fmt > SHARD_FORMAT:
+        raise ShardError(f"{path} is in shard format {fmt}, written by polymodal "
+                         f"{meta.get('polymodal', '?')}; this polymodal ({__version__}) "
+                         f"reads formats up to {SHARD_FORMAT}: upgrade to polymodal "
+                         f">= {meta.get('polymodal', '?')}")
+
+
+def shard_problems(path: Path, meta: Mapping[str, Any], shard: Mapping[str, Any],
+                   rows: Sequence[int], kind: str, why: str) -> list[Problem]:
+    """One problem per row of ``rows`` (folder positions) of a bad shard, naming the
+    shard and the row of the manifest each came from."""
+    import pandas as pd
+
+    try:
+        index = pd.read_parquet(path / INDEX_FILE, columns=["position", "row"])
+        source_row = dict(zip(index["position"], index["row"], strict=True))
+    except (OSError, ValueError):
+        source_row = {}
+    span = range(min(rows), max(rows) + 1) if len(rows) else range(0)
+    reason = f"shard {shard['name']} {why} ({_describe(span)})"
+    return [Problem(int(source_row.get(r, r)), None, kind, reason,
+                    path=str(path / shard["name"]), manifest=meta.get("source"))
+            for r in rows]
+
+
+def open_shards(path: str | os.PathLike[str], *, on_error: OnError = "raise") -> ShardSource:
+    """Open a shard folder written by :func:`~polymodal.data.shards.write_shards`.
+
+    A missing shard, or one whose size is not the recorded one (truncated), is named
+    with its rows: ``on_error="raise"`` refuses the folder, ``"skip"`` leaves the
+    shard out and lists its rows in :attr:`ShardSource.problems`.
+
+    Raises:
+        ShardError: no shard folder at ``path``, a newer shard format, a bad shard.
+    """
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    path = Path(path).expanduser()
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise ShardError(f"{path}: not a shard folder (no {META_FILE}; write one with "
+                         "`polymodal shard MANIFEST --out DIR`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{meta_path}: unreadable ({exc})") from None
+    _refuse_newer(path, meta)
+    pieces: list[Piece] = []
+    problems: list[Problem] = []
+    for shard in meta["shards"]:
+        file = path / shard["name"]
+        rows = range(shard["first"], shard["first"] + shard["rows"])
+        size = file.stat().st_size if file.is_file() else None
+        if size is None or size != shard.get("bytes", size):
+            kind = "missing_shard" if size is None else "truncated_shard"
+            why = "is missing" if size is None else \
+                f"holds {size:,} bytes, not the {shard['bytes']:,} written"
+            if on_error == "raise":
+                raise ShardError(f"{path}: shard {shard['name']} {why} ({_describe(rows)}); "
+                                 "rewrite the folder or open it with on_error='skip'")
+            problems.extend(shard_problems(path, meta, shard, rows, kind, why))
+            continue
+        pieces.append(Piece(shard["name"], shard["first"], 0, shard["rows"]))
+    return ShardSource(path, meta, pieces, on_error, problems)
+
+
+def is_shard_folder(path: Any) -> bool:
+    """Is ``path`` a folder written by ``polymodal shard`` (what the estimators ask)?"""
+    try:
+        return isinstance(path, str | os.PathLike) and (Path(path) / META_FILE).is_file()
+    except OSError:
+        return False
