@@ -12,6 +12,7 @@ from benchmarks import (
     apps,
     audio_features,
     audio_towers,
+    captioning,
     cli,
     data_loading,
     encoders,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "av-snr": apps.run_av_snr,
     "image-text": apps.run_image_text,
     "cli-startup": cli.run,
+    "captioning": captioning.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

@@ -1,0 +1,163 @@
+"""Captioning on held-out pictures: the Captioner (frozen EfficientNet-Lite0 features, a
+small Transformer decoder trained here) against the nearest-neighbour baseline (the
+caption of the most similar training picture by the same EfficientNet-Lite0 features)
+and chance (a random training caption), in the same run, on tuxpaint's test stamps and
+fashion-mnist's test pictures. BLEU-4 from sacrebleu, CIDEr-D from pycocoevalcap; on
+fashion-mnist also the share of captions that name the right class. A table of
+examples (picture + captions) goes with it into docs/img/ and the section's notes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.report import DOCS, RESULTS, Section
+
+FASHION_LIMIT = 300  # pictures per class and split: 2,700 train, 300 val, 3,000 test
+FASHION_TEST = 1000  # of those test pictures, scored (100 per class)
+EXAMPLES = {"tuxpaint": 6, "fashion-mnist": 4}
+
+
+def _absolute(manifest: Path) -> pd.DataFrame:
+    """A bundled manifest with absolute picture paths and only what captioning reads."""
+    t = pd.read_csv(manifest)
+    t["image"] = [str(manifest.parent / p) for p in t["image"]]
+    return t[["id", "image", "caption", "label", "split"]]
+
+
+def _data(name: str, quick: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training + validation rows, test rows) of a bundled captioned set."""
+    from polymodal.data.bundled import make_dataset
+
+    if name == "tuxpaint":
+        t = _absolute(Path(make_dataset("tuxpaint", limit=3 if quick else None,
+                                        show_progress=False)))
+        return t[t.split != "test"], t[t.split == "test"]
+    t = _absolute(Path(make_dataset("fashion-mnist", limit=20 if quick else FASHION_LIMIT,
+                                    show_progress=False)))
+    test = t[t.split == "test"]
+    per_class = 5 if quick else FASHION_TEST // 10
+    test = test.groupby("label", group_keys=False).head(per_class)
+    return t[t.split != "test"], test
+
+
+def _pooled(paths: list[str]) -> np.ndarray:
+    """L2-normalised EfficientNet-Lite0 pooled features of pictures."""
+    from polymodal.data.media import decode_image
+    from polymodal.encoders.registry import build_encoder
+
+    enc = build_encoder("efficientnet-lite0")
+    parts = []
+    for i in range(0, len(paths), 32):
+        pictures = [decode_image(Path(p)) for p in paths[i: i + 32]]
+        parts.append(enc.encode(pictures).pooled.numpy())
+    x = np.concatenate(parts)
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+
+
+def _words(text: str) -> str:
+    from polymodal.generate.tokens import words
+
+    return " ".join(w.lower() for w in words(str(text)) if any(c.isalnum() for c in w))
+
+
+def _scores(hyps: list[str], refs: list[str], labels: list[str] | None) -> dict[str, float]:
+    import sacrebleu
+    from pycocoevalcap.cider.cider import Cider
+
+    bleu = sacrebleu.corpus_bleu([str(h) for h in hyps], [[str(r) for r in refs]]).score
+    gts = {i: [_words(r)] for i, r in enumerate(refs)}
+    res = {i: [_words(h) or "empty"] for i, h in enumerate(hyps)}
+    cider, _ = Cider().compute_score(gts, res)
+    out = {"bleu4": bleu, "cider": 100 * float(cider)}
+    if labels is not None:
+        out["class"] = float(np.mean([_words(label) in _words(h)
+                                      for h, label in zip(hyps, labels, strict=True)]))
+    return out
+
+
+def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]]) -> list[str]:
+    """Thumbnails of the first test pictures in docs/img/ and a markdown table of what
+    each method wrote for them."""
+    from polymodal.data.media import decode_image
+
+    rows = ["| picture | reference | captioner (beam 3) | nearest neighbour |",
+            "|---|---|---|---|"]
+    step = max(1, len(test) // EXAMPLES[name])
+    for k, i in enumerate(range(0, len(test), step)[: EXAMPLES[name]]):
+        picture = decode_image(Path(test["image"].iloc[i])).convert("RGBA")
+        picture.thumbnail((96, 96))
+        file = f"caption_{name.replace('-', '')}_{k}.png"
+        picture.save(DOCS / "img" / file)
+        rows.append(f"| ![{test['id'].iloc[i]}](img/{file}) | {test['caption'].iloc[i]} | "
+                    f"{written['beam'][i]} | {written['nn'][i]} |")
+    return rows
+
+
+def _one(name: str, quick: bool, epochs: int) -> tuple[list[list[str]], list[str]]:
+    from polymodal.generate import Captioner
+
+    train, test = _data(name, quick)
+    runs = RESULTS / "runs" / ("captioning-quick" if quick else "captioning")
+    start = time.perf_counter()
+    cap = Captioner(image="image", text="caption", max_epochs=epochs, seed=0,
+                    path=runs / name, cache_dir=runs / "feature-cache",
+                    media_cache=None).fit(train, progress=False)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    greedy = cap.caption(test[["id", "image"]])["caption"].fillna("").tolist()
+    write_s = (time.perf_counter() - start) / len(test)
+    beam = cap.caption(test[["id", "image"]], beam=3)["caption"].fillna("").tolist()
+    fit_rows = train[train.split == "train"]
+    gallery, queries = _pooled(fit_rows["image"].tolist()), _pooled(test["image"].tolist())
+    nearest = fit_rows["caption"].to_numpy()[np.argmax(queries @ gallery.T, axis=1)].tolist()
+    rng = np.random.default_rng(0)
+    chance = rng.choice(fit_rows["caption"].to_numpy(), size=len(test)).tolist()
+    refs = test["caption"].tolist()
+    labels = test["label"].tolist() if name == "fashion-mnist" else None
+    results = {"chance (a random training caption)": chance,
+               "nearest neighbour (EfficientNet-Lite0 features)": nearest,
+               "Captioner, greedy": greedy, "Captioner, beam 3": beam}
+    base = _scores(nearest, refs, labels)
+    rows = []
+    for method, hyps in results.items():
+        s = _scores(hyps, refs, labels)
+        rows.append([name, method, f"{s['bleu4']:.1f}", f"{s['cider']:.1f}",
+                     f"{s['bleu4'] / max(base['bleu4'], 1e-9):.2f}",
+                     f"{s['class']:.3f}" if labels is not None else "",
+                     f"{len(train):,} / {len(test):,}",
+                     f"{fit_s:.0f}" if method.startswith("Captioner, g") else "",
+                     f"{1000 * write_s:.0f}" if method.startswith("Captioner, g") else ""])
+    return rows, _examples(name, test, {"beam": beam, "nn": nearest})
+
+
+def run(quick: bool = False) -> Section:
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    epochs = 2 if quick else 30
+    section = Section(
+        key="captioning", title="Captioning held-out pictures: the Captioner against the "
+        "nearest-neighbour caption and chance",
+        command="python -m benchmarks --only captioning" + (" --quick" if quick else ""),
+        columns=["data", "captions by", "BLEU-4", "CIDEr-D", "BLEU-4 / nearest neighbour",
+                 "names the class", "train / test pictures", "fit s", "ms a picture"])
+    examples: list[str] = []
+    for name in ("tuxpaint", "fashion-mnist"):
+        rows, shown = _one(name, quick, epochs)
+        section.rows += rows
+        examples += ["", f"Examples, {name} (test pictures):", "", *shown]
+    section.notes = (
+        "BLEU-4: sacrebleu's corpus BLEU against each test picture's one caption; CIDEr-D: "
+        "pycocoevalcap's, on lower-cased words (x100). 'names the class': the caption "
+        "contains the picture's fashion-mnist class name. The Captioner: frozen "
+        f"EfficientNet-Lite0 (cached grid + pooled features), a 2-layer decoder of "
+        f"width 128, {epochs} epochs at most (early stopping on the validation loss), "
+        "trained on the train split and tuned on val; test pictures never seen. "
+        "tuxpaint's test stamps are mostly objects no training stamp shows (804 distinct "
+        "captions in 950 stamps), so any method scores low there; fashion-mnist's "
+        "captions are one of five templates drawn at random, which no method can "
+        "guess, so its BLEU-4 is bounded well below 100.\n" + "\n".join(examples))
+    return section

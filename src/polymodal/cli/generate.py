@@ -1,0 +1,89 @@
+"""The generative commands: ``train-captioner``, ``caption`` (captions written from
+pictures) and ``augment`` (synthetic pictures from a trained GAN)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from polymodal.cli.app import app
+from polymodal.cli.common import handled, out, parse_options, parse_roles, print_table
+
+
+@app.command("train-captioner")
+def train_captioner_cmd(
+    config: Annotated[Path | None, typer.Argument(help="a YAML config")] = None,
+    train: Annotated[str | None, typer.Option(help="training manifest (pictures and "
+                                                   "captions)")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="the picture column", show_default="the only picture column")] = None,
+    text: Annotated[str | None, typer.Option(help="the caption column",
+                                             show_default="caption")] = None,
+    tuning: Annotated[str | None, typer.Option(help="tuning manifest")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="pretrained (frozen EfficientNet-Lite0, cached), fast or tiny",
+        show_default="pretrained")] = None,
+    save: Annotated[str | None, typer.Option("--out", help="where to save the model",
+                                             show_default="captioner")] = None,
+    role: Annotated[list[str] | None, typer.Option(
+        help="override a column's role: COLUMN=ROLE (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="any Captioner setting KEY=VALUE (repeatable), e.g. max_epochs=20, "
+                      "layers=3, max_length=16")] = None,
+) -> None:
+    """Train a Captioner on rows of pictures and their captions, then save it.
+
+    Example: polymodal train-captioner --train tuxpaint/manifest.csv --out captioner/
+    """
+    from polymodal.cli.training import _fit_from_config
+    from polymodal.generate import Captioner
+
+    cap, save_to = _fit_from_config(Captioner, config, {
+        "train": train, "image": image, "text": text, "tuning": tuning, "preset": preset,
+        "save": save, "roles": parse_roles(role), **parse_options(set_)}, "captioner")
+    with handled():
+        cap.save(save_to)
+    out.print(f"trained in {cap.fit_seconds_:.0f}s ({len(cap.vocabulary_) - 4:,} words); "
+              f"saved to {save_to}; run folder {cap.run_dir_}")
+
+
+@app.command("caption")
+def caption_cmd(
+    model: Annotated[str, typer.Argument(help="a saved Captioner folder")],
+    images: Annotated[str, typer.Argument(
+        help="a folder of pictures, a picture file, or a manifest with a picture column")],
+    beam: Annotated[int, typer.Option(min=1, help="beam width (1: greedy)")] = 1,
+    max_length: Annotated[int | None, typer.Option(
+        min=1, help="at most this many tokens a caption", show_default="the model's")
+    ] = None,
+    on_error: Annotated[str, typer.Option(
+        help="raise: stop at a bad picture; skip: say so in its row and go on")] = "raise",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Write a caption for every picture; a row without one (audio only) says so.
+
+    Example: polymodal caption captioner/ photos/ --beam 3
+    """
+    with handled():
+        from polymodal.generate import Captioner
+
+        result = Captioner.load(model).caption(images, beam=beam, max_length=max_length,
+                                               on_error=on_error)  # type: ignore[arg-type]
+    if json_out:
+        print(json.dumps(result.to_dict(orient="records"), indent=2, default=str))
+        return
+    table = Table(title=f"captions of {images} by {model}")
+    for name in ("id", "caption", "log-likelihood", "file"):
+        table.add_column(name, overflow="fold")
+    for r in result.itertuples():
+        if r.problem:
+            table.add_row(str(r.id), f"[red]{r.problem}[/]", "", str(r.file or ""))
+        else:
+            table.add_row(str(r.id), str(r.caption) + (" [dim](cut at the limit)[/]"
+                                                       if r.cut else ""),
+                          f"{r.log_likelihood:.2f}", str(r.file))
+    print_table(table)
