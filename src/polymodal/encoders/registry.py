@@ -26,7 +26,7 @@ class EncoderInfo:
 
 def _load_all() -> None:
     from polymodal.encoders import (  # noqa: F401  (they register)
-        audio, audio_whisper, handcrafted, image, text)
+        audio, audio_whisper, bridge, handcrafted, image, text)
 
 
 #: every encoder by name; the encoder modules are imported at the first lookup

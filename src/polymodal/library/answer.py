@@ -4,18 +4,48 @@ category most of them share), and which items it rests on."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import yaml
 
-def compose_answer(question: str, evidence: list[Any], min_score: float = 0.0) -> str:
+#: beside a model's weights: from which similarity on its hits are close
+CALIBRATION = "calibration.yaml"
+
+
+def close_score(model_folder: str | os.PathLike[str]) -> float | None:
+    """The similarity from which a hit of the model in ``model_folder`` is close (its
+    ``calibration.yaml``: ``close_score``), or None where the model does not say."""
+    path = Path(model_folder) / CALIBRATION
+    if not path.is_file():
+        return None
+    value = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("close_score")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def nothing_close(evidence: list[Any], close: float | None) -> bool:
+    """Whether no hit reaches ``close`` (False where the model gives no such score)."""
+    return close is not None and not any(h.score >= close for h in evidence)
+
+
+def compose_answer(question: str, evidence: list[Any], min_score: float = 0.0,
+                   close: float | None = None) -> str:
     """A short answer from the hits of ``question``, best first.
 
     ``evidence`` items have ``item``, ``score``, ``text`` and ``metadata``; hits at or
-    below ``min_score`` do not count as support."""
+    below ``min_score`` do not count as support. Where the model says from which score a
+    hit is ``close`` (:func:`close_score`) and none is, the answer says so first."""
     support = [h for h in evidence if h.score > min_score]
     if not support:
         return "Nothing in the library matches this question."
+    if nothing_close(support, close):
+        best = support[0]
+        return (f"Nothing in the library is close to this question: the nearest, "
+                f"{best.text or best.item} (item {best.item}), has similarity "
+                f"{best.score:.2f}, under the {close:.2f} from which this library's model "
+                "calls a match close.")
     best = support[0]
     described = best.text or best.item
     parts = [f"Best match: {described} (item {best.item}, similarity {best.score:.2f})."]

@@ -43,16 +43,22 @@ def text_generation(model: str) -> Any:
 def ask(lib: Library, question: str, k: int = 5) -> Answer:
     """``lib``'s answer to ``question`` and the items it rests on (see
     :meth:`Library.ask <polymodal.library.library.Library.ask>`)."""
-    from polymodal.library.answer import compose_answer, generate_answer
+    from polymodal.library.answer import (
+        close_score,
+        compose_answer,
+        generate_answer,
+        nothing_close,
+    )
 
     vqa = lib.vqa
     if vqa is None:
         evidence = lib.search(question, k)
+        close = close_score(lib.config["model"])
         if lib.generator is not None and evidence:
             return Answer(question, generate_answer(question, evidence, lib.generator),
-                          evidence, "generation")
-        return Answer(question, compose_answer(question, evidence), evidence,
-                      "retrieval")
+                          evidence, "generation", nothing_close(evidence, close))
+        return Answer(question, compose_answer(question, evidence, close=close), evidence,
+                      "retrieval", nothing_close(evidence, close))
     import pandas as pd
 
     evidence = [h for h in lib.search(question, k, modality="image") if h.path]

@@ -1,5 +1,7 @@
-"""Models a library can use without the user pretraining one: trained here, offline,
-from the bundled data on first use and kept in the cache (``builtin:NAME``)."""
+"""Models a library can use without the user pretraining one (``builtin:NAME``):
+``builtin:general``, shipped ready with polymodal (nothing is trained on first use: its
+folder is copied from the package into the cache), and ``builtin:lit-tuxpaint``, trained
+here, offline, from the bundled tuxpaint stamps on first use and kept in the cache."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 PREFIX = "builtin:"
 #: the model a new library, ``search``, ``zero-shot`` and ``recommend`` use when none is
 #: given
-DEFAULT_MODEL = "builtin:lit-tuxpaint"
+DEFAULT_MODEL = "builtin:general"
 
 
 def models_home() -> Path:
@@ -35,7 +37,41 @@ def _lit_tuxpaint(folder: Path, quick: bool = False, progress: bool = False) -> 
     return pre.save(folder)
 
 
-BUILTIN: dict[str, Callable[..., Path]] = {"lit-tuxpaint": _lit_tuxpaint}
+def _general(folder: Path, quick: bool = False, progress: bool = False) -> Path:
+    """The concept bridge (EfficientNet-Lite0's ImageNet concepts in MiniLM's space) for
+    pictures, MiniLM for words, Whisper -> MiniLM for speech: shipped in
+    ``polymodal/models/general`` (``make model``), copied, never trained."""
+    import shutil
+
+    from polymodal.library.general.build import MODEL_FOLDER
+
+    if not (MODEL_FOLDER / "config.yaml").exists():
+        raise FileNotFoundError(f"builtin:general is not shipped in this install "
+                                f"({MODEL_FOLDER} is missing): run `make model`")
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(MODEL_FOLDER, tmp)
+    tmp.rename(folder)
+    return folder
+
+
+def _general_folder() -> str:
+    """``general-<digest>``: a new shipped version goes to a new folder, so a library
+    indexed with an older one keeps the model it was indexed with."""
+    import hashlib
+
+    from polymodal.library.general.build import MODEL_FOLDER
+
+    config = MODEL_FOLDER / "config.yaml"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:10] if config.exists() \
+        else "missing"
+    return f"general-{digest}"
+
+
+BUILTIN: dict[str, Callable[..., Path]] = {"general": _general,
+                                           "lit-tuxpaint": _lit_tuxpaint}
+#: builtin models that are shipped (copied on first use), not trained: their folder name
+SHIPPED: dict[str, Callable[[], str]] = {"general": _general_folder}
 
 
 def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
@@ -47,7 +83,9 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
     if name not in BUILTIN:
         raise ValueError(f"no builtin model {name!r}; builtin: "
                          f"{[PREFIX + n for n in BUILTIN]}")
-    folder = Path(root or models_home()) / (name + ("-quick" if quick else ""))
+    shipped = name in SHIPPED
+    folder = Path(root or models_home()) / (
+        SHIPPED[name]() if shipped else name + ("-quick" if quick else ""))
     if (folder / "config.yaml").exists():
         return folder
     from filelock import FileLock
@@ -57,7 +95,7 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
     with FileLock(str(folder.parent / f".{folder.name}.lock")):
         if (folder / "config.yaml").exists():
             return folder
-        if progress:
+        if progress and not shipped:
             from polymodal.progress import console
 
             console.print(f"training the builtin model {PREFIX}{name} into {folder} "
@@ -66,6 +104,6 @@ def builtin_model(name: str, *, root: str | os.PathLike[str] | None = None,
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
-    """A model folder, or a builtin model (``builtin:lit-tuxpaint``) made if needed."""
+    """A model folder, or a builtin model (``builtin:general``) made if needed."""
     text = str(model)
     return builtin_model(text, progress=True) if text.startswith(PREFIX) else Path(model)

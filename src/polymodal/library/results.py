@@ -35,9 +35,12 @@ class Answer:
     answer: str
     evidence: list[Hit]
     method: str
+    #: True when no hit reaches the score from which the model calls a match close
+    nothing_close: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.question, "answer": self.answer, "method": self.method,
+                "nothing_close": self.nothing_close,
                 "evidence": [h.to_dict() for h in self.evidence]}
 
 

@@ -1,0 +1,127 @@
+"""Build ``builtin:general`` into ``polymodal/models/`` (``make model``)::
+
+    python -m polymodal.library.general.build            # name vectors + model folder
+    python -m polymodal.library.general.build --choose   # the bridge's temperature grid
+
+Nothing is trained: the model is the concept bridge (:mod:`polymodal.encoders.bridge`)
+for pictures, MiniLM for captions, Whisper -> MiniLM (``speech-text``) for speech, each
+put into the bridge's 385-d space by a fixed linear head (identity for the bridge,
+MiniLM's 384 axes plus a 0 on the "nothing" axis for the words). What is shipped: the
+MiniLM vectors of the ImageNet names (1.5 MB) and those heads (2 MB of safetensors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from polymodal.encoders.bridge import (
+    N_CONCEPTS,
+    PROMPTS,
+    SHIPPED,
+    TEMPERATURE,
+    TOP_K,
+    _text_model_id,
+    embed_names,
+    imagenet_class_names,
+    vectors_key,
+    write_vectors,
+)
+from polymodal.library.answer import CALIBRATION
+
+#: the shipped model folder (package data)
+MODEL_FOLDER = SHIPPED.parent / "general"
+#: cosine from which the general model calls a hit close: unrelated MiniLM sentences
+#: score about 0 to 0.15, a blank or noise picture under 0.15 (see docs/general-model.md)
+CLOSE_SCORE = 0.2
+#: the model's columns and roles: a picture, its caption, a spoken description
+ROLES: dict[str, dict[str, str]] = {
+    "caption": {"role": "text", "source": "inline"},
+    "image": {"role": "image", "source": "path"},
+    "speech": {"role": "audio", "source": "path"},
+}
+ENCODERS: dict[str, dict[str, Any]] = {
+    "caption": {"name": "minilm", "options": {}},
+    # the bridge's settings written out, so that a change of them is a new model folder
+    "image": {"name": "imagenet-bridge",
+              "options": {"top_k": TOP_K, "temperature": TEMPERATURE,
+                          "prompts": list(PROMPTS)}},
+    "speech": {"name": "speech-text", "options": {"text_encoder": "minilm"}},
+}
+
+
+def build_vectors(path: Path = SHIPPED) -> Path:
+    """The ImageNet names' MiniLM vectors for the default prompts, written to ``path``."""
+    names = imagenet_class_names()
+    vectors = embed_names(names, PROMPTS)
+    assert vectors.shape[0] == N_CONCEPTS
+    out = write_vectors(path, vectors, vectors_key(names, PROMPTS, _text_model_id()))
+    out.chmod(0o644)
+    return out
+
+
+def fixed_heads(dim_in_text: int = 384) -> dict[str, torch.Tensor]:
+    """The heads' weights: identity on the bridge's 385 axes; MiniLM's 384 axes copied
+    and 0 on the "nothing" axis for the caption and the speech."""
+    out = dim_in_text + 1
+    text = torch.zeros(out, dim_in_text)
+    text[:dim_in_text] = torch.eye(dim_in_text)
+    return {"caption": text, "image": torch.eye(out), "speech": text.clone()}
+
+
+def build_model(folder: Path = MODEL_FOLDER) -> Path:
+    """Write the ``builtin:general`` folder (a saved Pretrainer that loads offline)."""
+    from polymodal.pretraining import Pretrainer
+
+    pre = Pretrainer(modalities=sorted(ROLES), preset="pretrained", projection="linear",
+                     dim=385, seed=0,
+                     encoders={c: (e["name"], e["options"]) for c, e in ENCODERS.items()})
+    fitted = {"columns": sorted(ROLES), "roles": ROLES, "dim": 385, "anchor": None,
+              "batch_size": 64, "encoders": ENCODERS}
+    pre._restore(fitted)  # the load path's own: what a fit would have learnt
+    pre.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in ENCODERS.items()}
+    from polymodal.checkpoint import build_encoders
+
+    pre._encoders = build_encoders(pre.encoder_specs_, {})
+    pre._cache_loaders = {}
+    pre.model_ = pre._make_model()
+    with torch.no_grad():
+        for column, weight in fixed_heads().items():
+            linear = pre.model_.heads[column].net
+            linear.weight.copy_(weight)
+            linear.bias.zero_()
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pre.save(tmp)
+    (tmp / CALIBRATION).write_text(yaml.safe_dump({"close_score": CLOSE_SCORE}))
+    for f in tmp.iterdir():
+        f.chmod(0o644)  # package data: readable by every user
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make model``: the name vectors, then the model folder; ``--choose``: print the
+    bridge's temperature grid instead."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--choose", action="store_true",
+                        help="print the temperature / top-k grid on the non-held-out "
+                             "sources instead of building")
+    args = parser.parse_args(argv)
+    if args.choose:
+        from polymodal.library.general.choose import print_grid
+
+        print_grid()
+        return
+    print(f"name vectors -> {build_vectors()}")
+    print(f"builtin:general -> {build_model()}")
+
+
+if __name__ == "__main__":
+    main()
