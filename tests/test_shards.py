@@ -5,6 +5,8 @@ its own rows, resumable mid-epoch, and bad folders named with their rows."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,3 +180,155 @@ def test_the_shard_command(manifest, tmp_path):
     assert "21 rows written to 3 shards" in result.output and "missing_file" in result.output
     again = CliRunner().invoke(app, ["shard", str(manifest), "--out", str(tmp_path / "c")])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+# -- 2 nodes x 2 processes under torchrun, against one process -------------------------
+MULTINODE = """
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from polymodal.data.shard_source import open_shards
+from polymodal.objectives import ContrastiveLoss
+
+
+class Tiny(L.LightningModule):
+    # two linear towers in a shared space; InfoNCE gathers negatives across processes
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = torch.nn.Linear(3 * 8 * 8, 8)
+        self.sound = torch.nn.Linear(64, 8)
+        self.loss = ContrastiveLoss(["image", "sound"], 8, learn_temperature=False)
+        self.steps: list[dict] = []
+
+    def training_step(self, batch, _index):
+        emb = {"image": F.normalize(self.image(batch.inputs["image"].flatten(1)), dim=-1),
+               "sound": F.normalize(self.sound(batch.inputs["sound"][:, :64]), dim=-1)}
+        groups = {c: batch.indices.double() for c in emb}
+        loss, _ = self.loss(emb, batch.present, groups)
+        self.steps.append({"step": int(self.global_step), "loss": float(loss),
+                           "rows": batch.indices.tolist()})
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+class Fixed(torch.utils.data.IterableDataset):
+    # given global batches (lists of rows), read whole from the folder: the reference
+
+    def __init__(self, folder: str, batches: list[list[int]]) -> None:
+        loader = open_shards(folder).loader(batch_size=10_000)
+        whole = next(iter(loader))
+        self.examples = {int(i): j for j, i in enumerate(whole.indices.tolist())}
+        self.whole, self.batches = whole, batches
+
+    def __iter__(self):
+        for rows in self.batches:
+            pick = [self.examples[r] for r in rows]
+            b = self.whole
+            inputs = {c: v[pick] for c, v in b.inputs.items()}
+            present = {c: v[pick] for c, v in b.present.items()}
+            yield type(b)(b.indices[pick], [b.ids[p] for p in pick], inputs, present)
+
+
+def main() -> None:
+    folder, out, mode, max_steps, resume = sys.argv[1:6]
+    L.seed_everything(0, verbose=False)
+    model = Tiny()
+    ddp = mode == "ddp"
+    if ddp:
+        loader = open_shards(folder).loader(batch_size=4, shuffle=True, seed=0)
+    else:
+        batches = json.loads(open(mode).read())
+        loader = torch.utils.data.DataLoader(Fixed(folder, batches), batch_size=None)
+    class SaveMidEpoch(L.Callback):  # a checkpoint taken while the loader is live
+        def on_train_batch_end(self, trainer, *_args):
+            if trainer.global_step == int(max_steps):
+                trainer.save_checkpoint(out + ".ckpt")
+
+    trainer = L.Trainer(callbacks=[SaveMidEpoch()], accelerator="cpu",
+                        devices=2 if ddp else 1, num_nodes=2 if ddp else 1,
+                        strategy="ddp" if ddp else "auto", max_epochs=1,
+                        max_steps=int(max_steps), logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, loader, ckpt_path=resume if resume != "-" else None)
+    rank = int(os.environ.get("RANK", 0))
+    with open(f"{out}.{rank}.json", "w") as fh:
+        json.dump(model.steps, fh)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _torchrun(script, folder, out, max_steps, resume="-"):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+         "2", "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port",
+         str(port), str(script), str(folder), str(out), "ddp", str(max_steps), resume],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), "\n".join(logs)[-4000:]
+    return [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(4)]
+
+
+@pytest.mark.slow
+def test_two_nodes_of_two_processes_match_one_process_and_resume(tmp_path):
+    """torchrun, 2 nodes x 2 processes (gloo, loopback): each process reads its own
+    rows (none twice, none missed), each step's loss (InfoNCE with negatives gathered
+    across processes) is one process's on the same global batch, and a run stopped
+    after 2 of its 4 steps resumes from its checkpoint, mid-epoch, to the same steps."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(64):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png")
+        sf.write(tmp_path / f"{i}.wav", rng.normal(0, 0.3, 64).astype("float32"), 16000)
+        rows.append({"image": f"{i}.png", "sound": f"{i}.wav"})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    folder = tmp_path / "shards"
+    write_shards(tmp_path / "pairs.csv", folder, shard_rows=8, show_progress=False)
+    script = tmp_path / "train.py"
+    script.write_text(MULTINODE)
+    whole = _torchrun(script, folder, tmp_path / "whole", -1)
+    seen = [r for rank in whole for step in rank for r in step["rows"]]
+    assert sorted(seen) == list(range(64))  # every row once
+    assert [len(rank) for rank in whole] == [4, 4, 4, 4]
+    batches = [[r for rank in whole for r in rank[k]["rows"]] for k in range(4)]
+    (tmp_path / "batches.json").write_text(json.dumps(batches))
+    done = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "one"),
+                           str(tmp_path / "batches.json"), "-1", "-"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = [s["loss"] for s in json.loads((tmp_path / "one.0.json").read_text())]
+    for rank in whole:
+        np.testing.assert_allclose([s["loss"] for s in rank], one, rtol=1e-4)
+    assert one[-1] < one[0]  # it learnt
+    _torchrun(script, folder, tmp_path / "first", 2)
+    rest = _torchrun(script, folder, tmp_path / "rest", -1, str(tmp_path / "first.ckpt"))
+    for rank, resumed in zip(whole, rest, strict=True):
+        assert [s["rows"] for s in resumed] == [s["rows"] for s in rank[2:]]
+        np.testing.assert_allclose([s["loss"] for s in resumed],
+                                   [s["loss"] for s in rank[2:]], rtol=1e-4)
