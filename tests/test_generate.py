@@ -144,3 +144,43 @@ def test_bad_settings_and_rows(data: Path, tmp_path: Path) -> None:
                   media_cache=None).fit(data / "manifest.csv", progress=False)
     with pytest.raises(ValueError, match="not a saved Captioner"):
         Captioner.load(tmp_path)
+
+
+# -- the GAN ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gan(data: Path):
+    from polymodal.generate.gan import ConditionalGAN
+
+    table = pd.read_csv(data / "manifest.csv")
+    table["label"] = table["caption"].str.split().str[1]  # the colour
+    table["image"] = [str(data / p) for p in table["image"]]
+    return ConditionalGAN(size=8, width=4, z_dim=4, steps=3, batch_size=4).fit(
+        table.drop(columns=["sound"]))
+
+
+def test_gan_samples_known_classes_only(gan, tmp_path: Path) -> None:
+    from polymodal.generate.augment import mix, write_synthetic
+    from polymodal.generate.gan import ConditionalGAN
+
+    assert gan.classes_ == ["blue", "green", "red"]
+    pictures = gan.sample("red", 3, seed=1)
+    assert [p.size for p in pictures] == [(8, 8)] * 3 and pictures[0].mode == "L"
+    with pytest.raises(ValueError, match=r"'purple' is not one this GAN was trained on; "
+                                         r"it knows \['blue', 'green', 'red'\]"):
+        gan.sample("purple", 1)
+    with pytest.raises(ValueError, match="purple"):
+        write_synthetic(gan, tmp_path / "never", 2, classes=["red", "purple"])
+    assert not (tmp_path / "never").exists()
+    loaded = ConditionalGAN.load(gan.save(tmp_path / "gan"))
+    assert np.array_equal(np.asarray(loaded.sample("red", 3, seed=1)[2]),
+                          np.asarray(pictures[2]))
+    manifest = write_synthetic(loaded, tmp_path / "syn", 4, classes=["red", "blue"])
+    rows = pd.read_csv(manifest)
+    assert len(rows) == 8 and set(rows["label"]) == {"red", "blue"}
+    assert rows["caption"].iloc[0] == "a synthetic picture of a red."
+    assert all((tmp_path / "syn" / p).exists() for p in rows["image"])
+    real = pd.DataFrame({"image": ["/a.png", "/b.png"], "label": ["red", "blue"]})
+    mixed = mix(real, manifest, ratio=1.5)
+    assert len(mixed) == 5 and mixed["synthetic"].sum() == 3
+    with pytest.raises(ValueError, match="not a saved GAN"):
+        ConditionalGAN.load(tmp_path)
