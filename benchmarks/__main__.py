@@ -17,6 +17,7 @@ from benchmarks import (
     data_loading,
     encoders,
     fusion,
+    general_model,
     http_search,
     library,
     media_cache,
@@ -55,6 +56,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "image-text": apps.run_image_text,
     "cli-startup": cli.run,
     "captioning": captioning.run,
+    "general-model": general_model.run,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
                              "sources instead of building")
     args = parser.parse_args(argv)
     if args.choose:
-        from polymodal.library.general.choose import print_grid
+        from polymodal.library.general.tuning import print_grid
 
         print_grid()
         return

@@ -1,0 +1,107 @@
+"""Pictures' EfficientNet-Lite0 features (computed once, kept on disk) and the choice of
+the bridge's temperature and top-k on :data:`~.sources.TUNING` (the tuxpaint stamps'
+train split: no evaluation split, no held-out package)::
+
+    python -m polymodal.library.general.build --choose
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: the grid the temperature and top-k are chosen from
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
+TOP_KS = (1, 5, 10, 50)
+
+
+@torch.no_grad()
+def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None = None,
+                    batch_size: int = 32) -> np.ndarray:
+    """``(N, 1280)`` EfficientNet-Lite0 pooled features of the pictures at ``paths``
+    (the bridge's and lit-tuxpaint's image tower's input), kept in ``cache`` by the
+    paths and their sizes and times."""
+    from polymodal.data.media import decode_image
+    from polymodal.encoders.efficientnet_lite import efficientnet_lite0, preprocess_image
+
+    h = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    file = cache / f"lite0-{h.hexdigest()[:16]}.npy" if cache is not None else None
+    if file is not None and file.exists():
+        return np.load(file)
+    net = efficientnet_lite0().eval()
+    out = []
+    for i in range(0, len(paths), batch_size):
+        x = torch.stack([preprocess_image(decode_image(Path(p)))
+                         for p in paths[i: i + batch_size]])
+        out.append(net.forward_features(x).mean(dim=(2, 3)).numpy())
+    feats = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(file, feats)
+    return feats
+
+
+def bridge_vectors(pooled: np.ndarray, bridge: torch.nn.Module) -> np.ndarray:
+    """The bridge's normalised vectors of pooled features (its ``place`` of the
+    classifier's logits)."""
+    with torch.no_grad():
+        x = torch.as_tensor(pooled)
+        v = bridge.place(bridge.net.classify(x))
+    return torch.nn.functional.normalize(v, dim=-1).numpy()
+
+
+def caption_retrieval(images: np.ndarray, captions: Sequence[str], words: np.ndarray
+                      ) -> dict[str, float]:
+    """Caption -> picture retrieval metrics (captions shared by pictures retrieve
+    all of them)."""
+    from polymodal.pretraining.retrieval import co_occurrence, retrieval_metrics
+
+    queries, _gallery, relevant = co_occurrence(list(captions), [str(i) for i in
+                                                                range(len(images))])
+    first = {c: i for i, c in reversed(list(enumerate(captions)))}
+    return retrieval_metrics(words[[first[q] for q in queries]], images, relevant)
+
+
+def grid(cache: Path | None = None) -> list[dict[str, float]]:
+    """Caption -> picture R@1 / R@10 on the tuning source for every temperature and
+    top-k of the grid."""
+    from polymodal.encoders.bridge import ImageNetBridge
+    from polymodal.encoders.registry import build_encoder
+    from polymodal.library.general.sources import TUNING
+
+    rows = TUNING.rows()
+    pooled = pooled_features(list(rows["image"]), cache)
+    text = build_encoder("minilm")
+    with torch.no_grad():
+        words = torch.cat([text.encode(list(rows["caption"][i: i + 128])).pooled
+                           for i in range(0, len(rows), 128)])
+    words = torch.nn.functional.normalize(torch.cat([words, torch.zeros(len(words), 1)], 1),
+                                          dim=-1).numpy()
+    bridge = ImageNetBridge()
+    out = []
+    for t in TEMPERATURES:
+        for k in TOP_KS:
+            bridge.temperature, bridge.top_k = t, k
+            m = caption_retrieval(bridge_vectors(pooled, bridge), list(rows["caption"]), words)
+            out.append({"temperature": t, "top_k": k, "R@1": m["R@1"], "R@10": m["R@10"],
+                        "median_rank": m["median_rank"], "queries": m["queries"]})
+    return out
+
+
+def print_grid() -> None:
+    """Print the grid, best R@10 first."""
+    from polymodal.library.builtin import models_home
+
+    rows = sorted(grid(models_home() / "bridge" / "features"), key=lambda r: -r["R@10"])
+    print("temperature  top_k   R@1    R@10   median rank")
+    for r in rows:
+        print(f"{r['temperature']:>11}  {r['top_k']:>5}  {r['R@1']:.3f}  {r['R@10']:.3f}  "
+              f"{r['median_rank']:.0f}  ({r['queries']:.0f} captions)")
