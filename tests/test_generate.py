@@ -184,3 +184,21 @@ def test_gan_samples_known_classes_only(gan, tmp_path: Path) -> None:
     assert len(mixed) == 5 and mixed["synthetic"].sum() == 3
     with pytest.raises(ValueError, match="not a saved GAN"):
         ConditionalGAN.load(tmp_path)
+
+
+def test_ask_written_by_the_captioner(fitted: Captioner, data: Path) -> None:
+    from polymodal.library.asking import written_answer
+    from polymodal.library.results import Hit
+
+    class Library:  # what written_answer needs of a library: its picture search
+        def search(self, question: str, k: int, modality: str | None = None) -> list[Hit]:
+            assert modality == "image"
+            return [Hit(item=f"p{i}", key=f"k{i}", score=0.9 - i / 10, column="image",
+                        modality="image", path=str(data / f"p{i}.png"), text="",
+                        thumbnail="") for i in range(k)]
+
+    answer = written_answer(Library(), "which one is red?", 2, fitted)
+    expected = fitted.caption([data / "p0.png"])["caption"].iloc[0]
+    assert answer.method == "captioner" and answer.answer.startswith(expected)
+    assert "about item p0" in answer.answer and "evidence: p0, p1" in answer.answer
+    assert [h.item for h in answer.evidence] == ["p0", "p1"]

@@ -167,6 +167,9 @@ def ask_cmd(
     root: Annotated[Path | None, typer.Option(help=ROOT_HELP,
                                               show_default=ROOT_DEFAULT)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    writer: Annotated[str | None, typer.Option(
+        help="a saved Captioner: it writes the answer about the best-matching picture")
+    ] = None,
 ) -> None:
     """An answer from the library, and the items it rests on.
 
@@ -175,7 +178,7 @@ def ask_cmd(
     with handled():
         lib = _open_library(library, root)
         model, _close = _model_of(lib)
-        answer = lib.ask(question, k)
+        answer = lib.ask(question, k, writer=writer)
     if json_out:
         print(json.dumps({**answer.to_dict(), "model": model}, indent=2, default=str))
         return

@@ -40,9 +40,40 @@ def text_generation(model: str) -> Any:
         raise ValueError(f"cannot load the text-generation model {model!r}: {exc}") from None
 
 
-def ask(lib: Library, question: str, k: int = 5) -> Answer:
+def load_writer(writer: Any) -> Any:
+    """A :class:`~polymodal.generate.Captioner`, or the saved one at ``writer``."""
+    from polymodal.generate import Captioner
+
+    return writer if isinstance(writer, Captioner) else Captioner.load(writer)
+
+
+def written_answer(lib: Any, question: str, k: int, writer: Any) -> Answer:
+    """The captioner's words about the picture that best matches ``question``
+    (``method="captioner"``), naming that item and the other evidence. The question
+    chooses the picture; the captioner, trained on captions and not on answers,
+    describes it."""
+    captioner = load_writer(writer)
+    evidence = [h for h in lib.search(question, k, modality="image") if h.path]
+    if not evidence:
+        return Answer(question, "No picture in the library matches this question.", [],
+                      "captioner")
+    best = evidence[0]
+    row = captioner.caption([best.path]).iloc[0]
+    if row["problem"] or not row["caption"]:
+        text = f"The captioner wrote nothing about item {best.item} ({row['problem']})."
+    else:
+        text = (f"{row['caption']} (written by the captioner about item {best.item}, the "
+                f"picture closest to the question, similarity {best.score:.2f}; evidence: "
+                f"{', '.join(h.item for h in evidence)})")
+    return Answer(question, text, evidence, "captioner")
+
+
+def ask(lib: Library, question: str, k: int = 5, writer: Any = None) -> Answer:
     """``lib``'s answer to ``question`` and the items it rests on (see
-    :meth:`Library.ask <polymodal.library.library.Library.ask>`)."""
+    :meth:`Library.ask <polymodal.library.library.Library.ask>`); with ``writer`` (a
+    Captioner or its folder), the answer it writes about the best picture."""
+    if writer is not None:
+        return written_answer(lib, question, k, writer)
     from polymodal.library.answer import (
         close_score,
         compose_answer,

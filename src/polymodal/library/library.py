@@ -323,16 +323,18 @@ class Library:
             self._generator = text_generation(self.config["generator"])
         return self._generator
 
-    def ask(self, question: str, k: int = 5) -> Answer:
+    def ask(self, question: str, k: int = 5, writer: Any = None) -> Answer:
         """Find the items that bear on ``question`` and answer from them.
 
         With a VQA model attached (:meth:`attach_vqa`), the answer is its answer to the
         question about the best-matching picture (``method="vqa"``); otherwise it is
         composed from the retrieved items' captions and metadata
         (``method="retrieval"``), or written by an attached text-generation model from
-        that evidence (``method="generation"``). Either way it names the items it rests
-        on."""
-        return ask(self, question, k)
+        that evidence (``method="generation"``). With ``writer`` (a
+        :class:`~polymodal.generate.Captioner` or its folder), the captioner writes about
+        the picture that best matches the question (``method="captioner"``). Either way
+        it names the items it rests on."""
+        return ask(self, question, k, writer)
 
     def __len__(self) -> int:
         """How many facets the library stores (an item has one per indexed column)."""
