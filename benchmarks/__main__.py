@@ -25,6 +25,7 @@ from benchmarks import (
     pretraining,
     recommend,
     robustness,
+    scale,
     training,
     tuxpaint,
     vqa,
@@ -57,6 +58,8 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "cli-startup": cli.run,
     "captioning": captioning.run,
     "general-model": general_model.run,
+    "scale-stream": scale.run_stream,
+    "scale-cache": scale.run_cache,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

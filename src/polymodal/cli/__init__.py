@@ -5,8 +5,14 @@ Model libraries (torch, Lightning) load inside the commands that need them."""
 
 from __future__ import annotations
 
-from polymodal.cli import data, export, generate, library, training  # noqa: F401  (they add the commands)
-from polymodal.cli import shard  # noqa: F401  (polymodal shard)
+from polymodal.cli import (  # noqa: F401  (they add the commands)
+    data,
+    export,
+    generate,
+    library,
+    shard,
+    training,
+)
 from polymodal.cli.app import app
 from polymodal.cli.common import print_report, print_schema
 from polymodal.cli.demo import demo

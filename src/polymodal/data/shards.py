@@ -129,7 +129,7 @@ class _ShardSequence:
             name = f"{self.split}-{len(self.shards):06d}.tar"
             self.shards.append({"name": name, "split": self.split, "first": self.position,
                                 "rows": 0})
-            self._writer = wds.TarWriter(str(self.out / name), encoder=False, mtime=0.0)
+            self._writer = wds.TarWriter(str(self.out / name), encoder=False, mtime=0)
         self._writer.write(sample)
         self.shards[-1]["rows"] += 1
         self.position += 1
