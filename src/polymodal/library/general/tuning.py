@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 #: the grid the temperature and top-k are chosen from
-TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
-TOP_KS = (1, 5, 10, 50)
+TEMPERATURES = (0.5, 1.0, 2.0, 3.0, 4.0)
+TOP_KS = (5, 10, 50)
+#: the "confident at" values tried (1.0: the raw confidence scales every picture)
+CONFIDENT_ATS = (0.1, 0.2, 0.3, 0.4, 1.0)
 
 
 @torch.no_grad()
@@ -71,8 +73,8 @@ def caption_retrieval(images: np.ndarray, captions: Sequence[str], words: np.nda
 
 
 def grid(cache: Path | None = None) -> list[dict[str, float]]:
-    """Caption -> picture R@1 / R@10 on the tuning source for every temperature and
-    top-k of the grid."""
+    """Caption -> picture R@1 / R@10 on the tuning source for every temperature, top-k
+    and "confident at" of the grid, and without the "nothing" axis (confident at 0)."""
     from polymodal.encoders.bridge import ImageNetBridge
     from polymodal.encoders.registry import build_encoder
     from polymodal.library.general.sources import TUNING
@@ -85,14 +87,18 @@ def grid(cache: Path | None = None) -> list[dict[str, float]]:
                            for i in range(0, len(rows), 128)])
     words = torch.nn.functional.normalize(torch.cat([words, torch.zeros(len(words), 1)], 1),
                                           dim=-1).numpy()
-    bridge = ImageNetBridge()
+    bridge, plain = ImageNetBridge(), ImageNetBridge(null_axis=False)
     out = []
     for t in TEMPERATURES:
         for k in TOP_KS:
-            bridge.temperature, bridge.top_k = t, k
-            m = caption_retrieval(bridge_vectors(pooled, bridge), list(rows["caption"]), words)
-            out.append({"temperature": t, "top_k": k, "R@1": m["R@1"], "R@10": m["R@10"],
-                        "median_rank": m["median_rank"], "queries": m["queries"]})
+            for c0 in (0.0, *CONFIDENT_ATS):
+                b = plain if c0 == 0.0 else bridge
+                b.temperature, b.top_k, b.confident_at = t, k, c0 or 1.0
+                m = caption_retrieval(bridge_vectors(pooled, b), list(rows["caption"]),
+                                      words[:, :-1] if c0 == 0.0 else words)
+                out.append({"temperature": t, "top_k": k, "confident_at": c0,
+                            "R@1": m["R@1"], "R@10": m["R@10"],
+                            "median_rank": m["median_rank"], "queries": m["queries"]})
     return out
 
 
@@ -101,7 +107,8 @@ def print_grid() -> None:
     from polymodal.library.builtin import models_home
 
     rows = sorted(grid(models_home() / "bridge" / "features"), key=lambda r: -r["R@10"])
-    print("temperature  top_k   R@1    R@10   median rank")
+    print("temperature  top_k  confident_at (0: no axis)   R@1    R@10   median rank")
     for r in rows:
-        print(f"{r['temperature']:>11}  {r['top_k']:>5}  {r['R@1']:.3f}  {r['R@10']:.3f}  "
-              f"{r['median_rank']:.0f}  ({r['queries']:.0f} captions)")
+        print(f"{r['temperature']:>11}  {r['top_k']:>5}  {r['confident_at']:>12}  "
+              f"{r['R@1']:.3f}  {r['R@10']:.3f}  {r['median_rank']:.0f}  "
+              f"({r['queries']:.0f} captions)")
