@@ -26,7 +26,11 @@ bench: $(STAMP) sysdeps ## run every benchmark in full (hours on 2 CPUs); writes
 bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a scratch report
 	$(PY) -m benchmarks --quick
 
+# Debian packages of the pictures builtin:general is measured on (benchmarks/general_model.py)
+GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme
+
 model: $(STAMP) ## build builtin:general into src/polymodal/models/ (shipped; nothing trained)
+	$(MAKE) sysdeps SYS_PACKAGES="$(GENERAL_PACKAGES)"
 	$(PY) -m polymodal.library.general.build
 
 lint: $(STAMP) ## ruff
