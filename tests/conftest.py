@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     os.environ["POLYMODAL_MEDIA_CACHE"] = tempfile.mkdtemp(prefix="polymodal-media-")
+    os.environ["POLYMODAL_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="polymodal-features-")
 
 
 def tone(seconds: float = 0.5, sr: int = SR, freq: float = 440.0, channels: int = 1

@@ -39,7 +39,7 @@ class PredictorConfig:
     modalities: list[str] | None = None
     fusion: str = "attention"
     encoders: dict[str, Any] = field(default_factory=dict)
-    preset: str = "fast"
+    preset: str = "auto"
     path: str | None = None
     drop_modality: float = 0.0
     class_weights: str | None = None
@@ -59,6 +59,7 @@ class PredictorConfig:
     schedule: str = "cosine"
     roles: dict[str, str] = field(default_factory=dict)
     media_cache: str | None = "auto"
+    candidates: list[str] | None = None
 
 
 @dataclass

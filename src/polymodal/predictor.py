@@ -24,54 +24,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from polymodal.auto.saved import auto_fitted, load_members, save_members
 from polymodal.config import PredictorConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
-from polymodal.data.validation import check_labels
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.estimator import EncoderSpecs, Estimator, Noise
 from polymodal.heads import Task, infer_problem_type, make_task
 from polymodal.model import MultimodalModel
 from polymodal.predictor_report import PredictorReports
+from polymodal.predictor_rows import labelled, pretrained_columns, without_bad_labels
 
 __all__ = ["Noise", "Predictor"]
 
 #: the per-epoch metrics of the fit, saved beside the weights
 TRAINING_LOG = "training_log.csv"
-
-
-def _pretrained_columns(init_from: str | os.PathLike[str], columns: list[str]) -> list[str]:
-    """Fine-tuning from a checkpoint without ``modalities``: the columns it has encoders
-    for, said when that leaves some out (a tuxpaint pretraining of pictures and captions
-    fine-tunes those two, not its sounds)."""
-    from polymodal.checkpoint import read_saved
-
-    saved = read_saved(init_from, "checkpoint to initialise from").fitted.get("encoders") or {}
-    covered = [c for c in columns if c in saved]
-    if not covered:
-        raise ValueError(f"{init_from} has encoders for {sorted(saved)}, none of this "
-                         f"manifest's columns {columns}; pretrain on them first")
-    if len(covered) < len(columns):
-        from polymodal.progress import console
-
-        console.print(f"fine-tuning the columns {init_from} was pretrained on: "
-                      f"{', '.join(covered)} (not {', '.join(sorted(set(columns) - set(covered)))};"
-                      " modalities=[...] chooses)")
-    return covered
-
-
-def _labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
-    """The rows of ``m`` that have a label, and a problem for each row left out for
-    lacking one (``validate`` calls it ``missing_label``): no row leaves a fit unsaid."""
-    keep, missing = [], []
-    for i in range(len(m)):
-        if m.label(i) is not None:
-            keep.append(i)
-        else:
-            missing.append(Problem(m.source_row(i), label, "missing_label",
-                                   "label is missing: the row is left out of training",
-                                   manifest=m.source))
-    return m.subset(keep), missing
 
 
 class Predictor(PredictorReports, Estimator):
@@ -84,7 +51,10 @@ class Predictor(PredictorReports, Estimator):
         modalities: columns (or modality names) to use; default every modality column.
         fusion: "concat", "late", "gated", "attention", "tensor" or "lowrank".
         encoders: per modality or per column, an encoder name or (name, options).
-        preset: "fast", "tiny" or "pretrained" (see :data:`PRESETS`).
+        preset: "auto" (the default: several recipes tried within the time limit, scored
+            on the validation rows, the best or a weighted ensemble of them kept; see
+            :mod:`polymodal.auto` and :meth:`leaderboard`), or one network: "fast",
+            "tiny" or "pretrained" (see :data:`PRESETS`).
         path: the run folder (checkpoints, logs, plots); default ``runs/<time>``.
         drop_modality: modality dropout during training (robustness to missing ones).
         class_weights: "balanced" to weight classes against imbalance, or None.
@@ -114,6 +84,9 @@ class Predictor(PredictorReports, Estimator):
             runs (any process sharing the folder) decode nothing: "auto" is
             ``$POLYMODAL_MEDIA_CACHE`` or ``~/.cache/polymodal/media`` (20 GB, least
             recently used entries evicted; the default); None or "off" keeps none.
+        candidates: the recipes ``preset="auto"`` tries, by name (default
+            :data:`polymodal.auto.DEFAULT_CANDIDATES`; ``"scratch-network"`` adds the
+            fast preset's towers trained end to end).
     """
 
 
@@ -126,7 +99,7 @@ class Predictor(PredictorReports, Estimator):
     def __init__(self, label: str, problem_type: str | None = None,
                  modalities: Sequence[str] | None = None, fusion: str = "attention",
                  encoders: Mapping[str, str | tuple[str, dict[str, Any]]] | None = None,
-                 preset: str = "fast", path: str | os.PathLike[str] | None = None,
+                 preset: str = "auto", path: str | os.PathLike[str] | None = None,
                  drop_modality: float = 0.0, class_weights: str | None = None,
                  seed: int = 0, max_epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, dim: int | None = None,
@@ -136,7 +109,8 @@ class Predictor(PredictorReports, Estimator):
                  precision: str | None = None, memory_cache_mb: float = 1024,
                  patience: int | None = None, schedule: str = "cosine",
                  roles: Mapping[str, str] | None = None,
-                 media_cache: str | os.PathLike[str] | None = "auto") -> None:
+                 media_cache: str | os.PathLike[str] | None = "auto",
+                 candidates: Sequence[str] | None = None) -> None:
         from polymodal.fusion import fusion_class
         from polymodal.presets import resolve_preset
         from polymodal.training.module import check_schedule
@@ -147,7 +121,37 @@ class Predictor(PredictorReports, Estimator):
         resolve_preset(preset)
         if problem_type is not None:
             make_task(problem_type)
+        if candidates is not None:
+            from polymodal.auto import candidate_specs
+
+            candidate_specs(list(candidates))
         self._store(locals())
+
+    def fit(self, train: Any, tuning: Any = None, **options: Any) -> Predictor:
+        """Train on ``train``; see :meth:`Estimator.fit <polymodal.estimator.Estimator.fit>`
+        for the arguments. With ``preset="auto"`` this is a search over recipes
+        (:func:`polymodal.auto.fit_auto`), each network among them fitted by the
+        estimator core; with ``init_from`` it is the one network fine-tuned from that
+        pretraining (on the auto preset's towers where the pretraining has none)."""
+        if self.preset == "auto" and options.get("init_from") is None:
+            from polymodal.auto import fit_auto
+
+            return fit_auto(self, train, tuning, **options)
+        return super().fit(train, tuning, **options)
+
+    @property
+    def is_auto(self) -> bool:
+        """Whether this model is an ``auto`` fit's (a mix of candidates)."""
+        return getattr(self, "auto_", None) is not None
+
+    def leaderboard(self) -> pd.DataFrame:
+        """Every candidate of an ``auto`` fit: validation score, fit seconds, prediction
+        rows/s, its weight in the kept model, and what happened to it."""
+        self._check_fitted()
+        if not self.is_auto:
+            raise ValueError(f"this Predictor was fitted with preset={self.preset!r}: "
+                             "one network, no leaderboard (preset='auto' tries several)")
+        return self.auto_.leaderboard()
 
     # -- reading ------------------------------------------------------------------
     def _read(self, data: Any) -> Manifest:
@@ -161,32 +165,14 @@ class Predictor(PredictorReports, Estimator):
                                 f"manifest; columns: {list(m.table.columns)}")
         return m
 
-    def _without_bad_labels(self, m: Manifest, on_error: OnError
-                            ) -> tuple[Manifest, list[Problem]]:
-        """``m`` without the rows whose label is of the wrong type (what ``validate``
-        calls ``bad_label``: a list where one value is due, a word in a column of
-        numbers); under ``on_error="raise"`` the first one stops the run, named."""
-        label_type = make_task(self.problem_type).label_type \
-            if self.problem_type is not None else "auto"
-        if label_type is None:  # any value is a label (lists)
-            return m, []
-        bad = [p for p in check_labels(m, label_type) if p.kind == "bad_label"]
-        if not bad:
-            return m, []
-        bad = [Problem(p.row, p.column, p.kind, p.reason, manifest=m.source) for p in bad]
-        if on_error == "raise":
-            raise bad[0].to_error()
-        rows = {p.row for p in bad}
-        keep = [i for i in range(len(m)) if m.source_row(i) not in rows]
-        return m.subset(keep), bad
-
     def _read_parts(self, train: Any, tuning: Any, on_error: OnError
                     ) -> tuple[Manifest, Manifest, list[Problem]]:
-        m, problems = self._without_bad_labels(self._read(train), on_error)
+        m, problems = without_bad_labels(self._read(train), self.problem_type, on_error)
         if tuning is None:
             m, tune = m.training_split(self.seed, *self.holdout)
         else:
-            tune, tune_problems = self._without_bad_labels(self._read(tuning), on_error)
+            tune, tune_problems = without_bad_labels(self._read(tuning), self.problem_type,
+                                                     on_error)
             problems += tune_problems
         return m, tune, problems
 
@@ -210,7 +196,7 @@ class Predictor(PredictorReports, Estimator):
     def _choose_columns(self, m: Manifest, init_from: Any = None) -> list[str]:
         cols = m.select_modality_columns(self.modalities)
         if init_from is not None and self.modalities is None:
-            cols = _pretrained_columns(init_from, cols)
+            cols = pretrained_columns(init_from, cols)
         if not cols:
             raise ValueError(f"{m.source} has no image, audio or text column to learn from")
         for c in cols:
@@ -234,8 +220,8 @@ class Predictor(PredictorReports, Estimator):
 
     def _training_rows(self, m: Manifest, tune: Manifest
                        ) -> tuple[Manifest, Manifest, list[Problem]]:
-        m_lab, unlabelled = _labelled(m, self.label)
-        t_lab, tune_unlabelled = _labelled(tune, self.label)
+        m_lab, unlabelled = labelled(m, self.label)
+        t_lab, tune_unlabelled = labelled(tune, self.label)
         self._train_targets = [self._target(m_lab.label(i)) for i in range(len(m_lab))]
         self.chance_ = self.task_.chance(self._train_targets)
         return m_lab, t_lab, [*unlabelled, *tune_unlabelled]
@@ -244,7 +230,9 @@ class Predictor(PredictorReports, Estimator):
         # frozen encoders that are never unfrozen train on their cached outputs
         return super()._cached_columns() if self.unfreeze_after is None else set()
 
-    def _make_model(self, cached: set[str] | None = None) -> MultimodalModel:
+    def _make_model(self, cached: set[str] | None = None) -> torch.nn.Module:
+        if getattr(self, "_auto_fitted", None) is not None:
+            return torch.nn.Module()  # its members are saved beside (auto/)
         return MultimodalModel(self._encoders, self.fusion, self.dim_, self.task_.n_outputs,
                                cached=cached, drop_modality=self.drop_modality,
                                fusion_options=self.fusion_options, dropout=self.dropout)
@@ -280,6 +268,11 @@ class Predictor(PredictorReports, Estimator):
                  noise: Noise | None = None) -> tuple[np.ndarray, Manifest]:
         self._check_fitted()
         m = self._read_for_inference(data)
+        if self.is_auto:
+            if embed:
+                return self.auto_.embed(m), m
+            proba = self.auto_.proba(m, drop=drop, noise=noise)
+            return self.task_.outputs_for(proba), m
         self.model_.eval()
         rows: list[np.ndarray] = []
         for batch in self._loader(m, shuffle=False, noise=noise):
@@ -306,10 +299,19 @@ class Predictor(PredictorReports, Estimator):
             m = m.with_columns({c: None for c in missing})
         return m.with_roles(self.roles_)
 
+    def _proba(self, data: Any, *, drop: Sequence[str] = (), noise: Noise | None = None
+               ) -> tuple[np.ndarray, Manifest]:
+        """The task's probabilities (values) of each row, and the rows read."""
+        if self.is_auto and not drop and not noise:
+            m = self._read_for_inference(data)
+            return self.auto_.proba(m), m
+        out, m = self._outputs(data, drop=drop, noise=noise)
+        return self.task_.proba(out), m
+
     def predict_proba(self, data: Any) -> pd.DataFrame:
         """Class probabilities (one column per class), or values for regression."""
-        out, m = self._outputs(data)
-        return self.task_.frame(out, m.ids(), self.label)
+        proba, m = self._proba(data)
+        return self.task_.frame(self.task_.outputs_for(proba), m.ids(), self.label)
 
     def predict(self, data: Any) -> pd.Series:
         """The predicted label of each row (indexed by row id)."""
@@ -330,9 +332,9 @@ class Predictor(PredictorReports, Estimator):
         corrupts columns or modalities at a level in [0, 1] (see
         :func:`polymodal.data.noise.noisy`) or with a function of one decoded cell
         (``noise={"audio": noisy_snr("audio", -10)}``)."""
-        out, m = self._outputs(data, drop=drop, noise=noise)
+        proba, m = self._proba(data, drop=drop, noise=noise)
         keep, y = self._labelled_targets(m)
-        return self.task_.metrics(y, self.task_.proba(out[keep]))
+        return self.task_.metrics(y, proba[keep])
 
     def embed(self, data: Any) -> np.ndarray:
         """The fused representation of each row, (N, d)."""
@@ -343,6 +345,9 @@ class Predictor(PredictorReports, Estimator):
         the model), or None."""
         from polymodal.plots import read_metrics
 
+        network = self.auto_.network() if self.is_auto else None
+        if network is not None:  # an auto fit's curves are its network's
+            return network.training_log()
         run = getattr(self, "run_dir_", None)
         if run is not None and (Path(run) / "logs").is_dir():
             return read_metrics(Path(run) / "logs" / "metrics.csv")
@@ -357,7 +362,8 @@ class Predictor(PredictorReports, Estimator):
                 "encoders": {c: {"name": n, "options": o}
                              for c, (n, o) in self.encoder_specs_.items()},
                 "init_from": getattr(self, "init_from_", None),
-                "chance": getattr(self, "chance_", None)}
+                "chance": getattr(self, "chance_", None),
+                **({"auto": auto_fitted(self.auto_)} if self.is_auto else {})}
 
     def _restore(self, fitted: Mapping[str, Any]) -> None:
         self.problem_type_ = fitted["problem_type"]
@@ -368,8 +374,11 @@ class Predictor(PredictorReports, Estimator):
         self.dim_, self.batch_size_ = fitted["dim"], fitted["batch_size"]
         self.init_from_ = fitted.get("init_from")
         self.chance_ = fitted.get("chance")  # absent from models saved before it
+        self._auto_fitted = fitted.get("auto")
 
     def _after_save(self, folder: Path) -> None:
+        if self.is_auto:
+            save_members(self.auto_, folder)
         log = self.training_log()
         if log is not None:  # the learning curves travel with the model
             from polymodal import plots
@@ -381,3 +390,6 @@ class Predictor(PredictorReports, Estimator):
 
     def _after_load(self, folder: Path) -> None:
         self.saved_log_ = folder / TRAINING_LOG
+        if getattr(self, "_auto_fitted", None) is not None:
+            self.auto_ = load_members(self._auto_fitted, self.task_, folder,
+                                      seed=self.seed, batch_size=self.batch_size_)

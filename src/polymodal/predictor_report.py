@@ -41,7 +41,7 @@ class PredictorReports:
         """Mean per-column gate weights of a gated fusion over ``data`` (else None)."""
         from polymodal.fusion import GatedFusion
 
-        fusion = self.model_.fusion
+        fusion = getattr(self.model_, "fusion", None)  # an auto fit's mix has none
         if not isinstance(fusion, GatedFusion):
             return None
         m = self._read_for_inference(data)

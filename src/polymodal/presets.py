@@ -60,6 +60,15 @@ def pretrained_preset() -> Preset:
                    "text": ("minilm", {})}, dim=128, max_epochs=30)
 
 
+@register_preset("auto")
+def auto_preset() -> Preset:
+    """The default: several recipes tried within the time limit, the best kept
+    (:mod:`polymodal.auto`); these are the towers of its fusion network, frozen
+    pretrained ones whose outputs are cached."""
+    return Preset({"image": ("efficientnet-lite0", {}), "audio": ("whisper-encoder", {}),
+                   "text": ("minilm", {})}, dim=128, max_epochs=30)
+
+
 def resolve_preset(name: str) -> Preset:
     """The preset registered as ``name``.
 

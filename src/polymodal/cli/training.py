@@ -95,8 +95,9 @@ def train_cmd(
     tuning: Annotated[str | None, typer.Option(help="tuning manifest")] = None,
     fusion: Annotated[str | None, typer.Option(help=f"fusion method: {FUSIONS}",
                                                show_default="attention")] = None,
-    preset: Annotated[str | None, typer.Option(help=f"preset: {PRESETS}",
-                                               show_default="fast")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help=f"preset: {PRESETS}; auto tries several recipes and keeps the best",
+        show_default="auto")] = None,
     save: Annotated[str | None, typer.Option("--out", help="where to save the model",
                                              show_default="model")] = None,
     init_from: Annotated[str | None, typer.Option(
@@ -124,10 +125,30 @@ def train_cmd(
         "preset": preset, "save": save, "init_from": init_from,
         "freeze_encoders": freeze_encoders, "roles": parse_roles(role),
         "resume": resume or None, **parse_options(set_)}, "model")
+    if predictor.is_auto:
+        print_leaderboard(predictor.leaderboard(), predictor.auto_.describe())
     with handled():
         predictor.save(save_to)
     out.print(f"trained in {predictor.fit_seconds_:.0f}s; model saved to {save_to}; "
               f"run folder (checkpoints, logs) {predictor.run_dir_}")
+
+
+def print_leaderboard(board: Any, kept: str) -> None:
+    """The candidates of an auto fit as a table, and what it kept."""
+    metric = next(c for c in board.columns if c.startswith("val_") and c != "val_loss")
+    table = Table(title=f"candidates ({kept})")
+    for name in ("model", metric, "fit s", "feature s", "predict rows/s", "weight",
+                 "status"):
+        table.add_column(name, justify="left" if name in ("model", "status") else "right")
+    for r in board.itertuples(index=False):
+        row = r._asdict()
+
+        def num(v: Any, fmt: str) -> str:
+            return "" if v is None or v != v else format(v, fmt)
+        table.add_row(row["model"], num(row[metric], ".4f"), num(row["fit_s"], ".1f"),
+                      num(row["feature_s"], ".1f"), num(row["predict_rows_s"], ".0f"),
+                      num(row["weight"], ".2f"), str(row["status"])[:60])
+    print_table(table)
 
 
 def _rows_to_score(predictor: Any, manifest: Path, split: str) -> tuple[Any, str]:
@@ -216,8 +237,9 @@ def pretrain_cmd(
     config: Annotated[Path | None, typer.Argument(help="a YAML pretraining config")] = None,
     train: Annotated[str | None, typer.Option(help="manifest of unlabelled rows")] = None,
     tuning: Annotated[str | None, typer.Option(help="held-out rows")] = None,
-    preset: Annotated[str | None, typer.Option(help=f"preset: {PRESETS}",
-                                               show_default="fast")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help=f"preset: {PRESETS}; auto tries several recipes and keeps the best",
+        show_default="auto")] = None,
     save: Annotated[str | None, typer.Option("--out", help="where to save it",
                                              show_default="pretrained")] = None,
     role: Annotated[list[str] | None, typer.Option(help=ROLE_HELP)] = None,

@@ -73,6 +73,11 @@ class Task:
         """Whether each row has exactly one class (a confusion matrix makes sense)."""
         return False
 
+    @property
+    def several_labels(self) -> bool:
+        """Whether a row may have any set of the classes (multilabel)."""
+        return self.has_classes and not self.single_label
+
     def target(self, value: Any) -> Any:
         """The training target of one label value."""
         return self.index[str(value)]
@@ -99,6 +104,11 @@ class Task:
     # -- inference ---------------------------------------------------------------
     def proba(self, outputs: np.ndarray) -> np.ndarray:
         """Head outputs to probabilities (values for regression)."""
+        raise NotImplementedError
+
+    def outputs_for(self, proba: np.ndarray) -> np.ndarray:
+        """Head outputs whose :meth:`proba` is ``proba`` (how a model that gives
+        probabilities, an ensemble of scikit-learn heads, answers like a network)."""
         raise NotImplementedError
 
     def frame(self, outputs: np.ndarray, index: Sequence[Any], label: str) -> pd.DataFrame:

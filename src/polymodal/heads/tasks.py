@@ -15,6 +15,11 @@ from torch import nn
 from polymodal.heads.task import TASKS, Task
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
 def _majority(targets: Sequence[Any]) -> float | None:
     if not len(targets):
         return None
@@ -75,6 +80,9 @@ class MulticlassTask(Task):
         e = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    def outputs_for(self, proba: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(proba, 1e-12, None))
+
     def metrics(self, y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         return _classification_metrics(y_true, proba, len(self.classes))
 
@@ -107,6 +115,9 @@ class BinaryTask(MulticlassTask):
         p = 1 / (1 + np.exp(-outputs[:, 0]))
         return np.stack([1 - p, p], axis=1)
 
+    def outputs_for(self, proba: np.ndarray) -> np.ndarray:
+        return _logit(proba[:, 1:2])
+
 
 @TASKS.register("multilabel")
 class MultilabelTask(Task):
@@ -136,6 +147,9 @@ class MultilabelTask(Task):
 
     def proba(self, outputs: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-outputs))
+
+    def outputs_for(self, proba: np.ndarray) -> np.ndarray:
+        return _logit(proba)
 
     def predictions(self, proba: pd.DataFrame, label: str) -> pd.Series:
         return proba.apply(lambda r: "|".join(c for c in proba.columns if r[c] >= 0.5),
@@ -183,6 +197,9 @@ class RegressionTask(Task):
 
     def proba(self, outputs: np.ndarray) -> np.ndarray:
         return outputs
+
+    def outputs_for(self, proba: np.ndarray) -> np.ndarray:
+        return proba
 
     def frame(self, outputs: np.ndarray, index: Sequence[Any], label: str) -> pd.DataFrame:
         return pd.DataFrame({label: outputs[:, 0]}, index=index)

@@ -250,6 +250,31 @@ class LitEstimator(SkipTracking):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def _frozen_keys(self, keys: Any) -> list[str]:
+        """The checkpoint keys of frozen pretrained towers (they load from their
+        package, as in a saved model)."""
+        from polymodal.checkpoint import is_frozen_pretrained
+
+        if not hasattr(self.model, "encoders"):
+            return []
+        return [k for k in keys if k.startswith("model.")
+                and is_frozen_pretrained(self.model, k[len("model."):])]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave frozen pretrained towers out of each epoch's checkpoint: MiniLM and
+        EfficientNet-Lite0 are 110 MB, written twice an epoch, for weights that never
+        change."""
+        state = checkpoint["state_dict"]
+        for k in self._frozen_keys(list(state)):
+            del state[k]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the frozen towers' own weights back where the checkpoint left them out."""
+        state = checkpoint["state_dict"]
+        own = self.state_dict()
+        for k in self._frozen_keys([k for k in own if k not in state]):
+            state[k] = own[k]
+
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": params, "weight_decay": self.weight_decay},

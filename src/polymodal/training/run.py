@@ -88,7 +88,9 @@ def fit_run(trainer: L.Trainer, lit: L.LightningModule, train_loader: Any,
                                 for c in trainer.callbacks) else "finished"
     best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     if best:
-        lit.load_state_dict(load_training_checkpoint(best)["state_dict"])
+        checkpoint = load_training_checkpoint(best)
+        lit.on_load_checkpoint(checkpoint)  # the frozen towers it leaves out
+        lit.load_state_dict(checkpoint["state_dict"])
     return ended
 
 
