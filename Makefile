@@ -27,7 +27,7 @@ bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a s
 	$(PY) -m benchmarks --quick
 
 # Debian packages of the pictures builtin:general is measured on (benchmarks/general_model.py)
-GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme
+GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme
 
 model: $(STAMP) ## build builtin:general into src/polymodal/models/ (shipped; nothing trained)
 	$(MAKE) sysdeps SYS_PACKAGES="$(GENERAL_PACKAGES)"

@@ -99,6 +99,8 @@ SOURCES: dict[str, Source] = {
                       lambda: icon_theme(Path("/usr/share/icons/Adwaita"))),
     "tango": Source("tango", "tango-icon-theme", "public domain", "desktop icons (Tango)",
                     lambda: icon_theme(Path("/usr/share/icons/Tango/scalable"))),
+    "oxygen": Source("oxygen", "oxygen-icon-theme", "LGPL-3+", "desktop icons (KDE Oxygen)",
+                     lambda: icon_theme(Path("/usr/share/icons/oxygen/base"))),
 }
 #: the source the bridge's temperature is chosen on (never an evaluation split)
 TUNING = Source("tuxpaint-train", "tuxpaint-stamps-default", "GPL-2+", "clip art (stamps)",
