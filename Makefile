@@ -20,10 +20,15 @@ test: $(STAMP) sysdeps ## create .venv if needed, run the default (fast) test su
 test-all: $(STAMP) sysdeps ## every test, the slow ones too
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Debian packages of the labelled sets of the real-data suite (benchmarks/real_sets.py)
+BENCH_PACKAGES := sonic-pi-samples klettres-data oxygen-icon-theme tango-icon-theme
+
 bench: $(STAMP) sysdeps ## run every benchmark in full (hours on 2 CPUs); writes docs/benchmarks.md
+	$(MAKE) sysdeps SYS_PACKAGES="$(BENCH_PACKAGES) $(GENERAL_PACKAGES)"
 	$(PY) -m benchmarks
 
 bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a scratch report
+	$(MAKE) sysdeps SYS_PACKAGES="$(BENCH_PACKAGES) $(GENERAL_PACKAGES)"
 	$(PY) -m benchmarks --quick
 
 # Debian packages of the pictures builtin:general is measured on (benchmarks/general_model.py)
