@@ -34,6 +34,9 @@ def test_every_candidate_is_listed_and_the_kept_mix_predicts(fitted, colours):
     assert (board["status"] == "ok").all(), board["status"].tolist()
     assert {"val_accuracy", "fit_s", "predict_rows_s", "weight"} <= set(board.columns)
     assert board["weight"].sum() == pytest.approx(1.0, abs=1e-3)
+    scored = board.set_index("model")["scored_on"]
+    assert "cross-validation" in scored["handcrafted-linear"]  # every row, not a hold-out
+    assert scored["fusion-network"].startswith("validation")
     kept = set(board.loc[board["weight"] > 0, "model"])
     assert kept and kept <= set(CHEAP)
     assert fitted.auto_.describe().startswith("kept")

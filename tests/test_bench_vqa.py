@@ -74,8 +74,8 @@ def test_warm_start_begins_from_the_other_run_unless_resuming(tmp_path):
     vqa_recipe.train_vqa(manifest, "concat", 1, 1, tmp_path / "b", tune_on_train=True,
                          schedule="constant", start_from=last)
     p = Predictor(label="answer", modalities=["image", "question"], fusion="concat",
-                  encoders=vqa_recipe.ENCODERS, seed=1, max_epochs=1, path=tmp_path / "c",
-                  patience=0)
+                  preset="fast", encoders=vqa_recipe.ENCODERS, seed=1, max_epochs=1,
+                  path=tmp_path / "c", patience=0)
     p.fit(manifest.split("train"), manifest.split("train"), progress=False,
           callbacks=[vqa_recipe.WarmStart(last), spy])
     def same(a, b):
@@ -91,6 +91,7 @@ def test_warm_start_begins_from_the_other_run_unless_resuming(tmp_path):
     c_last = load_training_checkpoint(tmp_path / "c" / "checkpoints" / "last.ckpt")
     resumed = Weights()
     p2 = Predictor(label="answer", modalities=["image", "question"], fusion="concat",
+                   preset="fast",
                    encoders=vqa_recipe.ENCODERS, seed=1, max_epochs=2, path=tmp_path / "c",
                    patience=0)
     p2.fit(manifest.split("train"), manifest.split("train"), progress=False, resume=True,

@@ -63,6 +63,8 @@ def fit_sklearn(spec: CandidateSpec, task: Any, x_train: Any, y_train: np.ndarra
                      balanced=balanced, n_rows=x_train.shape[0])
     fit_head(head, x_train, y_train, task)
     seconds = time.perf_counter() - start
+    if not x_val.shape[0]:
+        return head, np.zeros((0, max(len(task.classes), 1))), seconds
     return head, head_proba(head, x_val, task), seconds
 
 

@@ -26,17 +26,22 @@ def proba_loss(task: Task, y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def greedy_weights(task: Task, y: np.ndarray, probas: Mapping[str, np.ndarray],
-                   rounds: int = ROUNDS) -> dict[str, float]:
+                   rounds: int = ROUNDS, start: str | None = None) -> dict[str, float]:
     """Weights (summing to 1) of the candidates whose average of probabilities has the
     lowest loss on ``y``: each round adds the candidate (again, possibly) that lowers
-    it most; the best round's mix is kept. Ties go to the earlier candidate."""
+    it most; the best round's mix is kept. ``start`` begins the mix with that candidate
+    (the one chosen by a sturdier score). Ties go to the earlier candidate."""
     names = list(probas)
     if not names:
         return {}
     counts = dict.fromkeys(names, 0)
     total = np.zeros_like(next(iter(probas.values())), dtype=np.float64)
     best_loss, best_counts = np.inf, dict(counts)
-    for r in range(1, rounds + 1):
+    first = 1
+    if start is not None:
+        counts[start], total = 1, total + probas[start]
+        best_loss, best_counts, first = proba_loss(task, y, total), dict(counts), 2
+    for r in range(first, rounds + 1):
         losses = [proba_loss(task, y, (total + probas[n]) / r) for n in names]
         pick = names[int(np.argmin(losses))]
         counts[pick] += 1

@@ -45,8 +45,10 @@ class Trial:
     feature_seconds: float = 0.0  # the features it read, when computed for it
     finished_at: float | None = None  # seconds from the start of the fit
     rows_per_second: float | None = None  # prediction, features included
+    scored_on: str = ""  # "5-fold cross-validation (N rows)" or "validation (N rows)"
     model: Any = field(default=None, repr=False)  # a scikit-learn pipeline / Predictor
     val_proba: np.ndarray | None = field(default=None, repr=False)
+    oof: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +97,7 @@ class AutoModel:
                          else round(t.rows_per_second, 1),
                          "finished_at_s": None if t.finished_at is None
                          else round(t.finished_at, 1),
+                         "scored_on": t.scored_on,
                          "weight": round(self.weights.get(t.spec.name, 0.0), 3),
                          "status": t.status, "description": t.spec.description})
         board = pd.DataFrame(rows)

@@ -40,6 +40,7 @@ def auto_fitted(auto: AutoModel) -> dict[str, Any]:
         "trials": [{"name": t.spec.name, "features": list(t.spec.features),
                     "head": t.spec.head, "description": t.spec.description,
                     "status": t.status, "score": _number(t.score), "loss": _number(t.loss),
+                    "scored_on": t.scored_on,
                     "fit_seconds": float(t.fit_seconds),
                     "feature_seconds": float(t.feature_seconds),
                     "finished_at": _number(t.finished_at),
@@ -105,6 +106,7 @@ def load_members(fitted: dict[str, Any], task: Task, folder: Path, *, seed: int,
         spec = CANDIDATES.get(row["name"]) if row["name"] in CANDIDATES else \
             CandidateSpec(row["name"], tuple(row["features"]), row["head"], row["description"])
         t = Trial(spec, status=row["status"], score=row["score"], loss=row["loss"],
+                  scored_on=row.get("scored_on", ""),
                   fit_seconds=row["fit_seconds"], feature_seconds=row["feature_seconds"],
                   finished_at=row["finished_at"], rows_per_second=row["rows_per_second"])
         if row["name"] in fitted["weights"]:

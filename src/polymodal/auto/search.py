@@ -150,7 +150,8 @@ def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
                              on_error=on_error, devices=devices, progress=progress,
                              callbacks=callbacks, init_from=init_from)
             else:
-                _fit_sklearn_trial(pred, trial, feats, y_train, deadline if finished else None)
+                _fit_sklearn_trial(pred, trial, feats, y_train, y_val,
+                                   deadline if finished else None)
         except Exception as exc:  # any failure is the candidate's, listed with it
             trial.status = f"error: {type(exc).__name__}: {exc}"
             _say(progress, f"auto: {spec.name} failed: {trial.status[7:]}")
@@ -183,7 +184,11 @@ def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
 
 
 def _fit_sklearn_trial(pred: Predictor, trial: Trial, feats: _Features, y_train: np.ndarray,
-                       deadline: float | None) -> None:
+                       y_val: np.ndarray, deadline: float | None) -> None:
+    """A scikit-learn candidate. Up to :data:`CV_MAX_ROWS` rows it is scored by k-fold
+    cross-validation over the training and validation rows together (a score over
+    every row, not over a hold-out of a few dozen) and then fitted on all of them;
+    its out-of-fold answers on the validation rows are what the ensemble mixes."""
     spec = trial.spec
     before = sum(feats.seconds.values())
     for s in spec.features:
@@ -193,17 +198,66 @@ def _fit_sklearn_trial(pred: Predictor, trial: Trial, feats: _Features, y_train:
             return
     trial.feature_seconds = sum(feats.seconds.values()) - before
     keep = [i for i in range(len(feats.m)) if i not in feats.bad_rows("train")]
+    keep_val = [i for i in range(len(feats.tune)) if i not in feats.bad_rows("val")]
     x_train = _rows(stack([b for s in spec.features for b in feats.train[s]]), keep)
     x_val = stack([b for s in spec.features for b in feats.val[s]])
-    trial.model, trial.val_proba, trial.fit_seconds = fit_sklearn(
-        spec, pred.task_, x_train, y_train[keep], x_val, seed=pred.seed,
-        balanced=pred.class_weights == "balanced")
+    balanced = pred.class_weights == "balanced"
+    folds = _folds(pred.task_, np.concatenate([y_train[keep], y_val[keep_val]]), pred.seed)
+    if folds is None:
+        trial.model, trial.val_proba, trial.fit_seconds = fit_sklearn(
+            spec, pred.task_, x_train, y_train[keep], x_val, seed=pred.seed, balanced=balanced)
+        trial.scored_on = f"validation ({len(keep_val)} rows)"
+    else:
+        x_pool = _vstack(x_train, _rows(x_val, keep_val))
+        y_pool = np.concatenate([y_train[keep], y_val[keep_val]])
+        oof, seconds = None, 0.0
+        for fit_rows, test_rows in folds:
+            _, proba, took = fit_sklearn(spec, pred.task_, x_pool[fit_rows], y_pool[fit_rows],
+                                         x_pool[test_rows], seed=pred.seed, balanced=balanced)
+            oof = np.zeros((len(y_pool), proba.shape[1])) if oof is None else oof
+            oof[test_rows], seconds = proba, seconds + took
+        trial.model, _, took = fit_sklearn(spec, pred.task_, x_pool, y_pool, x_val[:0],
+                                           seed=pred.seed, balanced=balanced)
+        trial.fit_seconds = seconds + took
+        trial.oof = (oof, y_pool)
+        trial.val_proba = np.zeros((len(feats.tune), oof.shape[1]))
+        trial.val_proba[keep_val] = oof[len(keep):]
+        trial.scored_on = f"{len(folds)}-fold cross-validation ({len(y_pool)} rows)"
     start = time.perf_counter()
     trial.model.predict(x_val) if x_val.shape[0] else None
     head_row = (time.perf_counter() - start) / max(x_val.shape[0], 1)
     row = sum(feats.row_seconds[s] for s in spec.features) + head_row
     trial.rows_per_second = 1 / row if row > 0 else None
     trial.status = "ok"
+
+
+#: scikit-learn candidates are cross-validated up to this many rows
+CV_MAX_ROWS = 3000
+CV_FOLDS = 5
+
+
+def _folds(task: Any, y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The folds of k-fold cross-validation over ``y`` (stratified for one label per
+    row), or None where there are too many rows or a class too small for two folds."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if len(y) > CV_MAX_ROWS or len(y) < 2 * CV_FOLDS:
+        return None
+    if task.single_label:
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest < 2:
+            return None
+        splitter: Any = StratifiedKFold(min(CV_FOLDS, smallest), shuffle=True,
+                                        random_state=seed)
+    else:
+        splitter = KFold(CV_FOLDS, shuffle=True, random_state=seed)
+    return [(a, b) for a, b in splitter.split(np.zeros(len(y)), y)]
+
+
+def _vstack(a: Any, b: Any) -> Any:
+    import scipy.sparse as sp
+
+    return sp.vstack([a, b], format="csr") if sp.issparse(a) else np.vstack([a, b])
 
 
 def _rows(x: Any, keep: list[int]) -> Any:
@@ -255,6 +309,13 @@ def _fit_network(pred: Predictor, trial: Trial, m: Manifest, tune: Manifest,
 
 
 def _score(task: Any, trial: Trial, y_val: np.ndarray, keep: list[int]) -> None:
+    if trial.oof is not None:
+        proba, y = trial.oof
+        trial.score = float(task.metrics(y, proba)[task.main_metric])
+        trial.loss = proba_loss(task, y, proba)
+        return
+    if not trial.scored_on:
+        trial.scored_on = f"validation ({len(keep)} rows)"
     if not keep:
         trial.score, trial.loss = float("nan"), float("nan")
         return
@@ -265,25 +326,40 @@ def _score(task: Any, trial: Trial, y_val: np.ndarray, keep: list[int]) -> None:
 
 def _choose(task: Any, done: list[Trial], y_val: np.ndarray, bad: set[int]
             ) -> dict[str, float]:
-    """The weights of the kept model: the greedy ensemble where it scores at least as
-    well as the best single candidate on the validation rows, else that candidate."""
+    """The weights of the kept model. The best single candidate is chosen by the
+    sturdiest score there is: cross-validation over every row where candidates have
+    it (a hold-out of a few dozen rows picks by chance). A greedy ensemble that starts
+    from it is kept where it scores at least as well, on every row when every
+    candidate was cross-validated, else on the validation rows (where a network, too,
+    has answers)."""
     keep = [i for i in range(len(y_val)) if i not in bad]
     lower = bool(getattr(task, "lower_is_better", False))
+    crossed = [t for t in done if t.oof is not None]
+    if len(crossed) == len(done):
+        probas = {t.spec.name: t.oof[0] for t in done}
+        y = done[0].oof[1]
+    else:
+        probas = {t.spec.name: t.val_proba[keep] for t in done}
+        y = y_val[keep]
 
-    def rank(t: Trial) -> tuple[float, float]:
+    def judged(p: np.ndarray) -> tuple[float, float]:  # higher is better, both
+        score = float(task.metrics(y, p)[task.main_metric])
+        return (-score if lower else score, -proba_loss(task, y, p))
+
+    def by_own_score(t: Trial) -> tuple[float, float]:
         score = -np.inf if t.score is None or np.isnan(t.score) else t.score
-        return (-score if lower else score, -(t.loss if t.loss is not None else np.inf))
+        return (-score if lower else score, -(np.inf if t.loss is None else t.loss))
 
-    best = max(done, key=rank)
-    if len(done) == 1 or not keep:
+    if crossed:
+        best = max(crossed, key=by_own_score)
+    else:
+        best = max(done, key=lambda t: judged(probas[t.spec.name]) if len(y) else (0, 0))
+    if len(done) == 1 or not len(y):
         return {best.spec.name: 1.0}
-    probas = {t.spec.name: t.val_proba[keep] for t in done}
-    weights = greedy_weights(task, y_val[keep], probas)
-    mixed = mix(probas, weights)
-    score = float(task.metrics(y_val[keep], mixed)[task.main_metric])
-    loss = proba_loss(task, y_val[keep], mixed)
-    better = (score <= best.score) if lower else (score >= best.score)
-    return weights if better and loss <= (best.loss or np.inf) else {best.spec.name: 1.0}
+    weights = greedy_weights(task, y, probas, start=best.spec.name)
+    single, mixed = judged(probas[best.spec.name]), judged(mix(probas, weights))
+    return weights if mixed[0] >= single[0] and mixed[1] >= single[1] \
+        else {best.spec.name: 1.0}
 
 
 def _placeholder() -> Any:
