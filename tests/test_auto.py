@@ -142,3 +142,34 @@ def test_handcrafted_features_tell_tones_and_colours_apart():
     blue = colour.preprocess(Image.new("RGBA", (20, 20), (0, 0, 255, 255)))
     assert red.shape == (colour.output_dim,)
     assert red[0] > 0.99 and red[2] < 0.01 and blue[2] > 0.99  # the channel means
+
+
+def _trial(name, head, val, oof=None):
+    from polymodal.auto.model import CandidateSpec, Trial
+
+    t = Trial(CandidateSpec(name, (), head, ""), status="ok", val_proba=val, oof=oof)
+    if oof is not None:
+        t.score, t.loss = float((oof[0].argmax(1) == oof[1]).mean()), 0.5
+    return t
+
+
+@pytest.mark.parametrize("n_val,kept", [(10, {"linear"}), (400, {"network"})])
+def test_a_network_joins_only_when_surely_better_on_the_validation_rows(n_val, kept):
+    """On 10 validation rows, a network right on 8 against the linear mix's 7 may be
+    luck; on 400, right on 90% against 70% is not."""
+    from polymodal.auto.ensemble import choose
+
+    task = make_task("multiclass", ["a", "b"])
+    y_all = np.arange(500) % 2
+    right = np.eye(2)[y_all] * 0.8 + 0.1
+
+    def correct_on(share: float, n: int) -> np.ndarray:  # right on the first share of rows
+        return np.where((np.arange(n) < round(share * n))[:, None], right[:n],
+                        right[:n, ::-1])
+
+    lin = correct_on(0.7, 500)
+    net = correct_on(0.8 if n_val == 10 else 0.9, n_val)
+    trials = [_trial("linear", "linear", lin[:n_val], (lin, y_all)),
+              _trial("network", "network", net)]
+    weights = choose(task, trials, y_all[:n_val], set(), seed=0)
+    assert {n for n, w in weights.items() if w >= 0.5} == kept

@@ -1,14 +1,19 @@
-"""Weights for an ensemble of candidates, fitted on the validation rows: Caruana et
-al.'s greedy selection with replacement (the ensemble AutoGluon builds), scored by the
-task's loss on probabilities (log loss; squared error for a number)."""
+"""Which candidates the kept model is made of, and their weights: Caruana et al.'s
+greedy selection with replacement (the ensemble AutoGluon builds), scored by the
+task's loss on probabilities (log loss; squared error for a number), on the rows
+where the choice is sturdiest (:func:`choose`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from polymodal.heads import Task
+
+if TYPE_CHECKING:
+    from polymodal.auto.model import Trial
 
 ROUNDS = 25
 
@@ -55,3 +60,83 @@ def greedy_weights(task: Task, y: np.ndarray, probas: Mapping[str, np.ndarray],
 def mix(probas: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """The weighted average of the members' probabilities."""
     return sum(w * probas[n] for n, w in weights.items())  # type: ignore[return-value]
+
+
+#: a network joins the kept model when it beats the cross-validated mix on the
+#: validation rows in this share of bootstrap resamples of them
+SURE = 0.95
+RESAMPLES = 200
+
+
+def choose(task: Any, done: list[Trial], y_val: np.ndarray, bad: set[int], seed: int = 0
+            ) -> dict[str, float]:
+    """The weights of the kept model.
+
+    The scikit-learn candidates are judged on every row (cross-validation): the best
+    single one, or a greedy ensemble started from it where that scores at least as well
+    on those rows. A network has answers on the validation rows only, often a few
+    dozen, where chance decides which of two close models looks better: it joins
+    (a greedy ensemble on those rows, started from it) only where it beats that mix in
+    :data:`SURE` of bootstrap resamples of them. Without cross-validated candidates,
+    every choice is made on the validation rows."""
+    keep = [i for i in range(len(y_val)) if i not in bad]
+    crossed = [t for t in done if t.oof is not None]
+    others = [t for t in done if t.oof is None]
+    y = y_val[keep]
+    val = {t.spec.name: t.val_proba[keep] for t in done}
+    if not crossed:
+        return _mix_from(task, y, val, _best(task, y, val, others))
+    oof = {t.spec.name: t.oof[0] for t in crossed}
+    weights = _mix_from(task, crossed[0].oof[1], oof, _best_own(task, crossed))
+    if not others or not len(y):
+        return weights
+    mixed = mix({n: val[n] for n in weights}, weights)
+    net = _best(task, y, {t.spec.name: val[t.spec.name] for t in others}, others)
+    if _surely_better(task, y, val[net], mixed, seed):
+        return _mix_from(task, y, val, net)
+    return weights
+
+
+def _judged(task: Any, y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(main metric, -loss), both higher for better."""
+    score = float(task.metrics(y, p)[task.main_metric])
+    lower = bool(getattr(task, "lower_is_better", False))
+    return (-score if lower else score, -proba_loss(task, y, p))
+
+
+def _best(task: Any, y: np.ndarray, probas: dict[str, np.ndarray], among: list[Trial]) -> str:
+    if not len(y):
+        return among[0].spec.name
+    return max((t.spec.name for t in among), key=lambda n: _judged(task, y, probas[n]))
+
+
+def _best_own(task: Any, among: list[Trial]) -> str:
+    lower = bool(getattr(task, "lower_is_better", False))
+
+    def key(t: Trial) -> tuple[float, float]:
+        score = -np.inf if t.score is None or np.isnan(t.score) else t.score
+        return (-score if lower else score, -(np.inf if t.loss is None else t.loss))
+    return max(among, key=key).spec.name
+
+
+def _mix_from(task: Any, y: np.ndarray, probas: dict[str, np.ndarray], start: str
+              ) -> dict[str, float]:
+    """A greedy ensemble started from ``start``, where it scores at least as well as
+    ``start`` alone on ``y`` (score and loss), else ``start`` alone."""
+    if len(probas) == 1 or not len(y):
+        return {start: 1.0}
+    weights = greedy_weights(task, y, probas, start=start)
+    single, mixed = _judged(task, y, probas[start]), _judged(task, y, mix(probas, weights))
+    return weights if mixed[0] >= single[0] and mixed[1] >= single[1] else {start: 1.0}
+
+
+def _surely_better(task: Any, y: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int
+                   ) -> bool:
+    """Whether ``a`` scores above ``b`` (the main metric) in :data:`SURE` of bootstrap
+    resamples of the rows."""
+    rng = np.random.default_rng(seed)
+    wins = 0
+    for _ in range(RESAMPLES):
+        rows = rng.integers(0, len(y), len(y))
+        wins += _judged(task, y[rows], a[rows])[0] > _judged(task, y[rows], b[rows])[0]
+    return wins >= SURE * RESAMPLES

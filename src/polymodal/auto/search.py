@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polymodal.auto.candidates import candidate_specs, fit_sklearn, network_encoders
-from polymodal.auto.ensemble import greedy_weights, mix, proba_loss
+from polymodal.auto.ensemble import choose, proba_loss
 from polymodal.auto.features import Block, Extractor, extractor_name, feature_cache_root, stack
 from polymodal.auto.heads import supports, targets
 from polymodal.auto.model import AutoModel, Trial
@@ -168,7 +168,7 @@ def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
     if not done:
         raise RuntimeError("auto: no candidate could be fitted:\n" + "\n".join(
             f"  {t.spec.name}: {t.status}" for t in trials))
-    weights = _choose(task, done, y_val, feats.bad_rows("val"))
+    weights = choose(task, done, y_val, feats.bad_rows("val"), pred.seed)
     pred.auto_ = AutoModel(task, pred.columns_, pred.column_modalities_, feats.extractors,
                            trials, weights, seed=pred.seed, batch_size=pred.batch_size_)
     if deadline is not None and time.time() > deadline:
@@ -322,44 +322,6 @@ def _score(task: Any, trial: Trial, y_val: np.ndarray, keep: list[int]) -> None:
     proba, y = trial.val_proba[keep], y_val[keep]
     trial.score = float(task.metrics(y, proba)[task.main_metric])
     trial.loss = proba_loss(task, y, proba)
-
-
-def _choose(task: Any, done: list[Trial], y_val: np.ndarray, bad: set[int]
-            ) -> dict[str, float]:
-    """The weights of the kept model. The best single candidate is chosen by the
-    sturdiest score there is: cross-validation over every row where candidates have
-    it (a hold-out of a few dozen rows picks by chance). A greedy ensemble that starts
-    from it is kept where it scores at least as well, on every row when every
-    candidate was cross-validated, else on the validation rows (where a network, too,
-    has answers)."""
-    keep = [i for i in range(len(y_val)) if i not in bad]
-    lower = bool(getattr(task, "lower_is_better", False))
-    crossed = [t for t in done if t.oof is not None]
-    if len(crossed) == len(done):
-        probas = {t.spec.name: t.oof[0] for t in done}
-        y = done[0].oof[1]
-    else:
-        probas = {t.spec.name: t.val_proba[keep] for t in done}
-        y = y_val[keep]
-
-    def judged(p: np.ndarray) -> tuple[float, float]:  # higher is better, both
-        score = float(task.metrics(y, p)[task.main_metric])
-        return (-score if lower else score, -proba_loss(task, y, p))
-
-    def by_own_score(t: Trial) -> tuple[float, float]:
-        score = -np.inf if t.score is None or np.isnan(t.score) else t.score
-        return (-score if lower else score, -(np.inf if t.loss is None else t.loss))
-
-    if crossed:
-        best = max(crossed, key=by_own_score)
-    else:
-        best = max(done, key=lambda t: judged(probas[t.spec.name]) if len(y) else (0, 0))
-    if len(done) == 1 or not len(y):
-        return {best.spec.name: 1.0}
-    weights = greedy_weights(task, y, probas, start=best.spec.name)
-    single, mixed = judged(probas[best.spec.name]), judged(mix(probas, weights))
-    return weights if mixed[0] >= single[0] and mixed[1] >= single[1] \
-        else {best.spec.name: 1.0}
 
 
 def _placeholder() -> Any:
