@@ -326,10 +326,11 @@ class MediaCache:
 
     def evict(self, target: float = 0.9) -> int:
         """Past ``max_gb``, remove the least recently used files until the folder holds
-        ``target`` of it; returns how many went. Skipped while another process evicts."""
+        ``target`` of it; returns how many went. Waits for another process's eviction
+        (it skips after :data:`LOCK_WAIT_S`)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.folder / ".lock") as mine:
-            if not mine:  # another process scans: this one checks at its next write
+            if not mine:  # another process held it for LOCK_WAIT_S: check at the next write
                 return 0
             self._checked, self._written = True, 0
             files = sorted(self._files())
@@ -346,21 +347,33 @@ class MediaCache:
             return removed
 
 
+#: how long an eviction waits for another process's to finish before it skips
+LOCK_WAIT_S = 10.0
+
+
 @contextlib.contextmanager
 def _exclusive(lock: Path) -> Iterator[bool]:
-    """A non-blocking exclusive lock on ``lock``: yields whether this process holds it
-    (always True where ``fcntl`` is missing)."""
+    """An exclusive lock on ``lock``, waited for up to :data:`LOCK_WAIT_S`: yields
+    whether this process holds it (always True where ``fcntl`` is missing)."""
     try:
         import fcntl
     except ImportError:  # Windows: concurrent evictions only remove a little more
         yield True
         return
     with lock.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
+        # wait out another process's scan (milliseconds; longer on a loaded machine):
+        # a write that skipped its check left the folder over its bound when the other
+        # process's listing had been made before that write (found under load)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.01)
         try:
             yield True
         finally:
