@@ -17,15 +17,16 @@ CHEAP = ["handcrafted-linear", "pretrained-linear", "fusion-network"]
 
 @pytest.fixture(scope="module")
 def colours(tmp_path_factory) -> pd.DataFrame:
-    table = make_colours(tmp_path_factory.mktemp("colours"), n=60)
+    table = make_colours(tmp_path_factory.mktemp("colours"), n=132)
     return table.drop(columns=["caption"])  # pictures only: the towers load fast
 
 
 @pytest.fixture(scope="module")
 def fitted(colours, tmp_path_factory) -> Predictor:
-    train = colours[colours.split == "train"]
+    train = colours[colours.split == "train"]  # 110 rows: 55 to fit, 55 to judge a network
     return Predictor(label="colour", candidates=CHEAP, max_epochs=2, seed=0,
-                     path=tmp_path_factory.mktemp("run")).fit(train, progress=False)
+                     path=tmp_path_factory.mktemp("run")).fit(train[:55], train[55:],
+                                                             progress=False)
 
 
 def test_every_candidate_is_listed_and_the_kept_mix_predicts(fitted, colours):
@@ -92,6 +93,15 @@ def test_a_spent_time_limit_still_returns_the_first_candidate(colours, tmp_path)
     assert board.loc["handcrafted-linear", "status"] == "ok"
     assert board.loc["pretrained-linear", "status"].startswith("skipped: the time limit")
     assert pred.predict(colours).notna().all()
+
+
+def test_no_network_is_trained_on_too_few_validation_rows(colours, tmp_path):
+    few = colours[colours.split == "train"][:50]  # 5 held out
+    pred = Predictor(label="colour", candidates=["handcrafted-linear", "fusion-network"],
+                     path=tmp_path).fit(few, progress=False)
+    status = pred.leaderboard().set_index("model")["status"]
+    assert status["fusion-network"].startswith("skipped: 5 validation rows")
+    assert not (tmp_path / "fusion-network").exists()  # nothing was trained
 
 
 def test_unknown_candidate_names_the_nearest():
