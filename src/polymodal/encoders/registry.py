@@ -25,8 +25,8 @@ class EncoderInfo:
 
 
 def _load_all() -> None:
-    from polymodal.encoders import (  # noqa: F401  (they register)
-        audio, audio_whisper, bridge, handcrafted, image, text)
+    # importing the encoder modules registers their encoders
+    from polymodal.encoders import audio, audio_whisper, bridge, handcrafted, image, text  # noqa: F401
 
 
 #: every encoder by name; the encoder modules are imported at the first lookup
