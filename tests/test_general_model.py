@@ -164,3 +164,26 @@ def test_the_cli_uses_builtin_general_by_default_and_says_so(general, tmp_path, 
     assert res.exit_code == 0 and "nothing close" in res.stdout
     answer = json.loads(runner.invoke(app, ["ask", "a cup of coffee", *blank, "--json"]).stdout)
     assert answer["nothing_close"] and answer["answer"].startswith("Nothing in the library")
+
+
+def test_zero_shot_and_evaluate_retrieval_default_to_builtin_general(general, tmp_path,
+                                                                      monkeypatch):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    _model, folder = general
+    monkeypatch.setenv("POLYMODAL_MODELS", str(folder.parent))
+    _photo("coffee.png").save(tmp_path / "coffee.png")
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "blank.png")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,image,caption\ncoffee,coffee.png,a cup of coffee\n"
+                    "blank,blank.png,a blank page\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["zero-shot", str(rows), "--column", "image",
+                              "--classes", "a cup of coffee,a bicycle"])
+    assert res.exit_code == 0, res.output
+    assert "builtin:general" in res.output
+    res = runner.invoke(app, ["evaluate-retrieval", str(rows), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)  # one record per direction

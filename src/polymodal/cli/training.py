@@ -274,11 +274,21 @@ def load_pretrained(model: str) -> Any:
     return Pretrainer.load(resolve_model_said(model))
 
 
+def model_and_rows(model: str, manifest: Path | None) -> tuple[str, Path]:
+    """``MODEL MANIFEST``, or a lone ``MANIFEST`` with the default builtin model."""
+    if manifest is not None:
+        return model, manifest
+    from polymodal.library.builtin import DEFAULT_MODEL
+
+    return DEFAULT_MODEL, Path(model)
+
+
 @app.command("evaluate-retrieval")
 def evaluate_retrieval_cmd(
     model: Annotated[str, typer.Argument(
-        help="a pretrained checkpoint folder or builtin:NAME")],
-    manifest: Annotated[Path, typer.Argument(help="held-out rows holding pairs")],
+        help="a pretrained checkpoint folder or builtin:NAME (default builtin:general: "
+             "give only the manifest)")],
+    manifest: Annotated[Path | None, typer.Argument(help="held-out rows holding pairs")] = None,
     direction: Annotated[list[str] | None, typer.Option(
         help="QUERY:GALLERY columns, e.g. caption:image (repeatable; default all)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
@@ -287,6 +297,7 @@ def evaluate_retrieval_cmd(
 
     Example: polymodal evaluate-retrieval pretrained/ test.csv --direction caption:image
     """
+    model, manifest = model_and_rows(model, manifest)
     with handled():
         pre = load_pretrained(model)
         pairs = [tuple(d.split(":", 1)) for d in direction or []]
@@ -299,10 +310,11 @@ def evaluate_retrieval_cmd(
 @app.command("zero-shot")
 def zero_shot_cmd(
     model: Annotated[str, typer.Argument(
-        help="a pretrained checkpoint folder or builtin:NAME")],
-    manifest: Annotated[Path, typer.Argument(help="rows to classify")],
+        help="a pretrained checkpoint folder or builtin:NAME (default builtin:general: "
+             "give only the manifest)")],
     column: Annotated[str, typer.Option(help="the column to classify (image, audio)")],
     classes: Annotated[str, typer.Option(help="class names, comma-separated")],
+    manifest: Annotated[Path | None, typer.Argument(help="rows to classify")] = None,
     label: Annotated[str | None, typer.Option(help="report accuracy against it")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="CSV of predictions")] = None,
 ) -> None:
@@ -312,6 +324,7 @@ def zero_shot_cmd(
     --classes frog,cow
     """
     names = [c.strip() for c in classes.split(",") if c.strip()]
+    model, manifest = model_and_rows(model, manifest)
     with handled():
         if not names:
             raise ValueError("--classes needs at least one class name")
