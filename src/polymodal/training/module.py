@@ -264,11 +264,16 @@ class LitEstimator(SkipTracking):
         """Leave frozen pretrained towers out of each epoch's checkpoint: MiniLM and
         EfficientNet-Lite0 are 110 MB, written twice an epoch, for weights that never
         change."""
+        super().on_save_checkpoint(checkpoint)  # the random state, for an exact resume
         state = checkpoint["state_dict"]
         for k in self._frozen_keys(list(state)):
             del state[k]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.fill_frozen(checkpoint)
+
+    def fill_frozen(self, checkpoint: dict[str, Any]) -> None:
         """Put the frozen towers' own weights back where the checkpoint left them out."""
         state = checkpoint["state_dict"]
         own = self.state_dict()

@@ -89,7 +89,7 @@ def fit_run(trainer: L.Trainer, lit: L.LightningModule, train_loader: Any,
     best = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     if best:
         checkpoint = load_training_checkpoint(best)
-        lit.on_load_checkpoint(checkpoint)  # the frozen towers it leaves out
+        lit.fill_frozen(checkpoint)  # the frozen towers it leaves out
         lit.load_state_dict(checkpoint["state_dict"])
     return ended
 
