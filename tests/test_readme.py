@@ -6,7 +6,6 @@ written."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -45,7 +44,9 @@ def test_the_readme_has_the_blocks_it_promises():
 
 def _check(namespace: dict, folder: Path) -> None:
     assert (folder / "model" / "config.yaml").exists()  # block 1 saved its model
-    assert (folder / "model" / "learning_curves.png").exists()
+    assert (folder / "model" / "auto").is_dir()  # the auto fit's kept members
+    board = namespace["predictor"].leaderboard()
+    assert (board["weight"] > 0).any() and (board["status"] == "ok").any()
     assert (folder / "pretrained" / "config.yaml").exists()
     assert len(namespace["lib"]) > 0 and (folder / "libraries" / "stamps").is_dir()
     assert tuple(namespace["vectors"].shape) == (2, 384)
@@ -64,4 +65,5 @@ def test_readme_blocks_run_as_written(tmp_path, monkeypatch):
     namespace = _run(python_blocks(README.read_text(encoding="utf-8")), tmp_path,
                      monkeypatch)
     _check(namespace, tmp_path)
-    assert os.path.getsize(tmp_path / "model" / "model.safetensors") > 0
+    # the whole av-digits has enough validation rows for the network: its curves travel
+    assert (tmp_path / "model" / "learning_curves.png").exists()
