@@ -26,7 +26,7 @@ from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
 from polymodal.data.errors import OnError, Problem
 from polymodal.data.media_cache import MediaCache, open_media_cache
-from polymodal.data.noise import noisy
+from polymodal.data.noise import corruption_for
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
@@ -220,6 +220,12 @@ class Estimator:
         self._encoders = {c: encoders[c] for c in self.columns_}
         self.encoder_specs_: EncoderSpecs = {c: specs[c] for c in self.columns_}
 
+    def _make_run_dir(self) -> Path:
+        """The run folder, made: ``path``, else ``runs/<time>``."""
+        self.run_dir_ = Path(self.path or Path("runs") / time.strftime(self.run_name))
+        self.run_dir_.mkdir(parents=True, exist_ok=True)
+        return self.run_dir_
+
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1, progress: bool = True,
             callbacks: list[Any] | None = None, resume: bool = False,
@@ -255,8 +261,7 @@ class Estimator:
         source = m.source
         m, tune, left_out = self._training_rows(m, tune)
         problems = [*problems, *left_out]
-        self.run_dir_ = Path(self.path or Path("runs") / time.strftime(self.run_name))
-        self.run_dir_.mkdir(parents=True, exist_ok=True)
+        self._make_run_dir()
         frozen = self._cached_columns()  # trained on their cached outputs
         cache_root = Path(self.cache_dir or self.run_dir_ / "feature-cache")
         self._cache_loaders = {c: CachedFeatures(self._encoders[c], cache_root)
@@ -306,12 +311,10 @@ class Estimator:
             c: self._encoders[c].preprocess for c in columns}
         loaders = {c: f for c, f in self._cache_loaders.items()
                    if c in self.model_.cached and c in columns}
-        for key, level in (noise or {}).items():
-            for c in columns:
-                role = m.schema[c].role.value
-                if key in (c, role) and (callable(level) or level > 0):
-                    corrupt = level if callable(level) else noisy(role, level, seed=self.seed)
-                    transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
+        for c in columns:
+            corrupt = corruption_for(noise, c, m.schema[c].role.value, self.seed)
+            if corrupt is not None:
+                transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
         return MultimodalDataset(m, columns=columns, transforms=transforms,
                                  on_error=on_error, cell_loaders=loaders,
                                  label_transform=self._label_transform() if with_labels

@@ -268,11 +268,8 @@ class Predictor(PredictorReports, Estimator):
                  noise: Noise | None = None) -> tuple[np.ndarray, Manifest]:
         self._check_fitted()
         m = self._read_for_inference(data)
-        if self.is_auto:
-            if embed:
-                return self.auto_.embed(m), m
-            proba = self.auto_.proba(m, drop=drop, noise=noise)
-            return self.task_.outputs_for(proba), m
+        if self.is_auto:  # its probabilities come through _proba
+            return self.auto_.embed(m), m
         self.model_.eval()
         rows: list[np.ndarray] = []
         for batch in self._loader(m, shuffle=False, noise=noise):
@@ -302,9 +299,9 @@ class Predictor(PredictorReports, Estimator):
     def _proba(self, data: Any, *, drop: Sequence[str] = (), noise: Noise | None = None
                ) -> tuple[np.ndarray, Manifest]:
         """The task's probabilities (values) of each row, and the rows read."""
-        if self.is_auto and not drop and not noise:
+        if self.is_auto:
             m = self._read_for_inference(data)
-            return self.auto_.proba(m), m
+            return self.auto_.proba(m, drop=drop, noise=noise), m
         out, m = self._outputs(data, drop=drop, noise=noise)
         return self.task_.proba(out), m
 

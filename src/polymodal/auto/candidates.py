@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.auto.features import TFIDF
 from polymodal.auto.heads import fit_head, head_proba, make_head
 from polymodal.auto.model import CandidateSpec
 from polymodal.registry import Registry
@@ -71,4 +72,4 @@ def fit_sklearn(spec: CandidateSpec, task: Any, x_train: Any, y_train: np.ndarra
 def network_encoders(extractors: dict[str, Any], columns: list[str]) -> dict[str, str]:
     """The fusion network's towers: each column's pretrained extractor (a frozen
     tower the feature cache already holds), by column."""
-    return {c: extractors[c].name for c in columns if extractors[c].name != "tfidf-words+chars"}
+    return {c: extractors[c].name for c in columns if extractors[c].name != TFIDF}

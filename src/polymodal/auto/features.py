@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ import torch
 from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.errors import MediaError, OnError, Problem
 from polymodal.data.media_cache import MediaCache
-from polymodal.data.noise import noisy
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 
@@ -189,15 +188,6 @@ def _encoder_block(encoder: ModalityEncoder, m: Manifest, column: str, *, on_err
                 present[rows] = mask.numpy()
             advance(len(batch) + len(batch.skipped))
     return Block(values, present), bad
-
-
-def noise_for(noise: Mapping[str, Any] | None, column: str, modality: str,
-              seed: int) -> Callable[[Any], Any] | None:
-    """The corruption ``evaluate(noise=...)`` asks for one column, or None."""
-    for key, level in (noise or {}).items():
-        if key in (column, modality) and (callable(level) or level > 0):
-            return level if callable(level) else noisy(modality, level, seed=seed)
-    return None
 
 
 def stack(blocks: Sequence[Block]) -> Any:

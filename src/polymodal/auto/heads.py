@@ -90,7 +90,7 @@ def head_proba(head: Any, x: Any, task: Task) -> np.ndarray:
     if task.several_labels:
         return p
     p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
-    seen = np.asarray(head.classes_ if hasattr(head, "classes_") else head.steps[-1][1].classes_)
+    seen = np.asarray(head.classes_)
     if len(seen) == n and (seen == np.arange(n)).all():
         return p
     full = np.zeros((p.shape[0], n))

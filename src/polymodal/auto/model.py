@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from polymodal.auto.ensemble import mix
-from polymodal.auto.features import Block, Extractor, noise_for, stack
+from polymodal.auto.features import Block, Extractor, stack
 from polymodal.auto.heads import head_proba
 from polymodal.data import Manifest
+from polymodal.data.noise import corruption_for
 from polymodal.heads import Task
 
 
@@ -114,7 +115,7 @@ class AutoModel:
         out = []
         for c in self.columns:
             block, _ = self.extractors[feature_set][c].block(
-                m, on_error="raise", noise=noise_for(noise, c, self.modalities[c], self.seed),
+                m, on_error="raise", noise=corruption_for(noise, c, self.modalities[c], self.seed),
                 cache_root=cache_root, media_cache=media_cache, batch_size=self.batch_size)
             out.append(block.dropped() if c in drop else block)
         return out
@@ -144,8 +145,10 @@ class AutoModel:
         return out
 
     def embed(self, m: Manifest) -> np.ndarray:
-        """Each row as the kept model's first feature set sees it (dense)."""
-        first = next(s for n in self.weights for s in self.trial(n).spec.features) \
-            if any(self.trial(n).spec.features for n in self.weights) else "pretrained"
-        x = stack(self.blocks(m, first))
+        """Each row as the kept model's first feature set sees it (dense), or, kept
+        alone, the network's fused representation."""
+        sets = [s for n in self.weights for s in self.trial(n).spec.features]
+        if not sets:  # a network of its own towers alone: its fused representation
+            return self.network().embed(m)
+        x = stack(self.blocks(m, sets[0]))
         return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)

@@ -12,7 +12,6 @@ so).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,8 +120,7 @@ def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
     source = m.source
     m, tune, left_out = pred._training_rows(m, tune)
     problems = [*problems, *left_out]
-    pred.run_dir_ = Path(pred.path or Path("runs") / time.strftime(pred.run_name))
-    pred.run_dir_.mkdir(parents=True, exist_ok=True)
+    pred._make_run_dir()
     task = pred.task_
     specs = candidate_specs(pred.candidates or None)
     _say(progress, f"auto: {len(m)} training rows, {len(tune)} validation rows, "

@@ -5,7 +5,7 @@ signal-to-noise ratio in decibels (:func:`noisy_snr`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,24 @@ def noisy(role: str, level: float, seed: int = 0) -> Callable[[Any], Any]:
         return {"image": image, "audio": audio, "text": text}[role]
     except KeyError:
         raise ValueError(f"no noise for role {role!r}; image, audio or text") from None
+
+
+def corruption_for(noise: Mapping[str, Any] | None, column: str, role: str,
+                   seed: int = 0) -> Callable[[Any], Any] | None:
+    """What ``evaluate(noise=...)`` does to one column's decoded cells: every entry
+    keyed by the column or its role (a level above 0 or a function), composed (a
+    later entry applies first), or None when none applies."""
+    found = [level if callable(level) else noisy(role, level, seed=seed)
+             for key, level in (noise or {}).items()
+             if key in (column, role) and (callable(level) or level > 0)]
+    if not found:
+        return None
+
+    def corrupt(value: Any) -> Any:
+        for f in reversed(found):
+            value = f(value)
+        return value
+    return corrupt
 
 
 def level_for_snr(snr_db: float) -> float:
