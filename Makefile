@@ -32,7 +32,9 @@ bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a s
 	$(PY) -m benchmarks --quick
 
 # Debian packages of the pictures builtin:general is measured on (benchmarks/general_model.py)
-GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme
+GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme \
+	papirus-icon-theme breeze-icon-theme gnome-icon-theme mate-icon-theme faenza-icon-theme \
+	elementary-icon-theme numix-icon-theme wesnoth-1.16-data freeciv-data
 
 model: $(STAMP) ## build builtin:general into src/polymodal/models/ (shipped; nothing trained)
 	$(MAKE) sysdeps SYS_PACKAGES="$(GENERAL_PACKAGES)"

@@ -51,6 +51,15 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
     return feats
 
 
+def chunked_features(paths: Sequence[str | os.PathLike[str]], cache: Path,
+                     chunk: int = 500) -> np.ndarray:
+    """:func:`pooled_features` of ``paths`` computed and kept ``chunk`` pictures at a
+    time (an interrupted run of a large source keeps what it encoded)."""
+    parts = [pooled_features(list(paths[i: i + chunk]), cache)
+             for i in range(0, len(paths), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1280), np.float32)
+
+
 def bridge_vectors(pooled: np.ndarray, bridge: torch.nn.Module) -> np.ndarray:
     """The bridge's normalised vectors of pooled features (its ``place`` of the
     classifier's logits)."""

@@ -1,0 +1,100 @@
+"""A source's rows as the locked towers see them, computed once and kept on disk: the
+concept bridge's 385-d vector of each picture and MiniLM's 384-d vector of each caption
+(the inputs of the trained heads, :mod:`.heads`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.library.general.sources import Source, caption_key
+from polymodal.library.general.tuning import bridge_vectors, chunked_features
+
+
+@dataclass
+class Features:
+    """One source's rows: ``captions``, their :func:`~.sources.caption_key`, the
+    pictures' bridge vectors ``images`` (N, 385) and the captions' MiniLM vectors
+    ``words`` (N, 384), both L2-normalised."""
+
+    source: str
+    captions: list[str]
+    images: np.ndarray
+    words: np.ndarray
+
+    @property
+    def keys(self) -> list[str]:
+        """The captions' keys (what counts as the same name across sources)."""
+        return [caption_key(c) for c in self.captions]
+
+    def take(self, index: np.ndarray | list[int]) -> Features:
+        """The rows at ``index``."""
+        index = np.asarray(index, dtype=int)
+        return Features(self.source, [self.captions[i] for i in index],
+                        self.images[index], self.words[index])
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+def text_vectors(captions: list[str], cache: Path) -> np.ndarray:
+    """MiniLM's normalised vectors of ``captions``, kept in ``cache`` by their text."""
+    digest = hashlib.sha256("\n".join(captions).encode()).hexdigest()[:16]
+    file = cache / f"minilm-{digest}.npy"
+    if file.exists():
+        return np.load(file)
+    from polymodal.encoders.registry import build_encoder
+
+    text = build_encoder("minilm")
+    with torch.no_grad():
+        parts = [text.encode(captions[i: i + 128]).pooled for i in range(0, len(captions), 128)]
+    out = torch.nn.functional.normalize(torch.cat(parts), dim=-1).numpy().astype(np.float32)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.save(file, out)
+    return out
+
+
+def source_features(source: Source, cache: Path, rows: pd.DataFrame | None = None
+                    ) -> Features:
+    """The bridge and MiniLM vectors of ``source``'s rows (or of ``rows`` given)."""
+    from polymodal.encoders.bridge import ImageNetBridge
+
+    table = source.rows() if rows is None else rows
+    captions = [str(c) for c in table["caption"]]
+    pooled = chunked_features(list(table["image"]), cache)
+    images = bridge_vectors(pooled, _bridge(ImageNetBridge))
+    return Features(source.name, captions, images.astype(np.float32),
+                    text_vectors(captions, cache))
+
+
+_BRIDGES: dict[str, torch.nn.Module] = {}
+
+
+def _bridge(kind: type) -> torch.nn.Module:
+    if "default" not in _BRIDGES:
+        _BRIDGES["default"] = kind()
+    return _BRIDGES["default"]
+
+
+def concat(parts: list[Features], name: str = "corpus") -> Features:
+    """Several sources' rows as one."""
+    return Features(name, [c for p in parts for c in p.captions],
+                    np.concatenate([p.images for p in parts]),
+                    np.concatenate([p.words for p in parts]))
+
+
+def distinct(features: Features) -> Features:
+    """One row per caption key (the first): the same name in six icon themes is one
+    concept, not six training pairs."""
+    seen: set[str] = set()
+    keep = []
+    for i, k in enumerate(features.keys):
+        if k not in seen:
+            seen.add(k)
+            keep.append(i)
+    return features.take(keep)
