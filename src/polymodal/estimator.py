@@ -15,27 +15,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from polymodal.checkpoint import build_encoders, load_weights, read_saved, write_checkpoint
-from polymodal.data import Manifest, MultimodalDataset
-from polymodal.data.dataset import EpochShuffleSampler
+from polymodal.data import Manifest
 from polymodal.data.errors import OnError, Problem
-from polymodal.data.media_cache import MediaCache, open_media_cache
-from polymodal.data.noise import corruption_for
+from polymodal.data.media_cache import open_media_cache
+from polymodal.data.shard_source import ShardSource
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
+from polymodal.estimator_data import DataPath
 from polymodal.presets import Preset, encoder_spec, resolve_preset
 
-#: ``evaluate(noise=...)``: per column name or role, a level in [0, 1] for
-#: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
-#: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
-Noise = Mapping[str, float | Callable[[Any], Any]]
 EncoderSpecs = dict[str, tuple[str, dict[str, Any]]]
 #: settings that name this machine's folders for one run: not saved with a model (a
 #: loaded model that is fitted again makes a run folder of its own)
@@ -45,7 +41,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class Estimator:
+class Estimator(DataPath):
     """The fit skeleton, the data path and save / load; see the module docstring.
 
     A subclass sets :attr:`kind` and :attr:`config_class`, has the settings of its
@@ -255,14 +251,16 @@ class Estimator:
         self._build_encoders(m, preset, init_from)
         self.roles_ = m.schema.to_dict()
         self._check_rows(m)
+        shards = isinstance(m, ShardSource)
         for c, enc in self._encoders.items():  # vocabularies from the training rows
             if not enc.is_fitted:
-                enc.fit(decoded_cells(m, c, on_error))
+                enc.fit(m.cells(c, on_error) if shards else decoded_cells(m, c, on_error))
         source = m.source
         m, tune, left_out = self._training_rows(m, tune)
         problems = [*problems, *left_out]
         self._make_run_dir()
-        frozen = self._cached_columns()  # trained on their cached outputs
+        # frozen towers train on their cached outputs; streamed shards run them live
+        frozen = set() if shards else self._cached_columns()
         cache_root = Path(self.cache_dir or self.run_dir_ / "feature-cache")
         self._cache_loaders = {c: CachedFeatures(self._encoders[c], cache_root)
                                for c in frozen}
@@ -294,44 +292,10 @@ class Estimator:
         self._after_fit(trainer)
         self.skipped_ = training_skip_report(
             source, [*problems, *lit.skip_report.problems],
-            {"train": train_loader.dataset, "val": val_loader.dataset}, lit.visited,
-            on_error, self.run_dir_)
+            {} if shards else {"train": train_loader.dataset, "val": val_loader.dataset},
+            lit.visited, on_error, self.run_dir_)
         self.fit_seconds_ = time.time() - start
         return self
-
-    # -- the data path ------------------------------------------------------------
-    def _dataset(self, m: Manifest, *, columns: Sequence[str] | None = None,
-                 with_labels: bool = False, on_error: OnError = "raise",
-                 noise: Noise | None = None, memory_cache_mb: float = 0,
-                 media_cache: MediaCache | None = None) -> MultimodalDataset:
-        """``m``'s rows as the model reads them: each column decoded and preprocessed
-        by its encoder (or read from the cache of a frozen one), ``noise`` applied."""
-        columns = list(columns or self.columns_)
-        transforms: dict[str, Callable[[Any], Any]] = {
-            c: self._encoders[c].preprocess for c in columns}
-        loaders = {c: f for c, f in self._cache_loaders.items()
-                   if c in self.model_.cached and c in columns}
-        for c in columns:
-            corrupt = corruption_for(noise, c, m.schema[c].role.value, self.seed)
-            if corrupt is not None:
-                transforms[c] = lambda v, f=corrupt, p=transforms[c]: p(f(v))
-        return MultimodalDataset(m, columns=columns, transforms=transforms,
-                                 on_error=on_error, cell_loaders=loaders,
-                                 label_transform=self._label_transform() if with_labels
-                                 else None,
-                                 memory_cache_mb=0 if noise else memory_cache_mb,
-                                 media_cache=None if noise else media_cache)
-
-    def _loader(self, m: Manifest, *, shuffle: bool, columns: Sequence[str] | None = None,
-                with_labels: bool = False, on_error: OnError = "raise",
-                noise: Noise | None = None, memory_cache_mb: float = 0,
-                drop_last: bool = False, media_cache: MediaCache | None = None
-                ) -> torch.utils.data.DataLoader:
-        ds = self._dataset(m, columns=columns, with_labels=with_labels, on_error=on_error,
-                           noise=noise, memory_cache_mb=memory_cache_mb,
-                           media_cache=media_cache)
-        sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
-        return ds.loader(self.batch_size_, sampler=sampler, drop_last=drop_last)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

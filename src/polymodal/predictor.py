@@ -29,11 +29,18 @@ from polymodal.config import PredictorConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
 from polymodal.encoders.base import ModalityEncoder
-from polymodal.estimator import EncoderSpecs, Estimator, Noise
+from polymodal.estimator import EncoderSpecs, Estimator
+from polymodal.estimator_data import Noise, Rows, open_rows, problems_opening
 from polymodal.heads import Task, infer_problem_type, make_task
 from polymodal.model import MultimodalModel
 from polymodal.predictor_report import PredictorReports
-from polymodal.predictor_rows import labelled, pretrained_columns, without_bad_labels
+from polymodal.predictor_rows import (
+    labelled,
+    pretrained_columns,
+    shards_to_predict,
+    shards_to_train_on,
+    without_bad_labels,
+)
 
 __all__ = ["Noise", "Predictor"]
 
@@ -133,7 +140,8 @@ class Predictor(PredictorReports, Estimator):
         (:func:`polymodal.auto.fit_auto`), each network among them fitted by the
         estimator core; with ``init_from`` it is the one network fine-tuned from that
         pretraining (on the auto preset's towers where the pretraining has none)."""
-        if self.preset == "auto" and options.get("init_from") is None:
+        if self.preset == "auto" and options.get("init_from") is None \
+                and open_rows(train) is None:  # shards stream to the one network
             from polymodal.auto import fit_auto
 
             return fit_auto(self, train, tuning, **options)
@@ -154,9 +162,12 @@ class Predictor(PredictorReports, Estimator):
         return self.auto_.leaderboard()
 
     # -- reading ------------------------------------------------------------------
-    def _read(self, data: Any) -> Manifest:
+    def _read(self, data: Any, on_error: OnError = "raise") -> Rows:
         if isinstance(data, Manifest):
             return data
+        shards = open_rows(data, on_error)
+        if shards is not None:
+            return shards_to_train_on(shards, self.label)
         m = Manifest.read(data, label=self.label if isinstance(data, str | os.PathLike |
                                                                pd.DataFrame) else None,
                           roles=self.roles or None)
@@ -167,12 +178,14 @@ class Predictor(PredictorReports, Estimator):
 
     def _read_parts(self, train: Any, tuning: Any, on_error: OnError
                     ) -> tuple[Manifest, Manifest, list[Problem]]:
-        m, problems = without_bad_labels(self._read(train), self.problem_type, on_error)
+        m = self._read(train, on_error)
+        m, problems = without_bad_labels(m, self.problem_type, on_error, problems_opening(m))
         if tuning is None:
             m, tune = m.training_split(self.seed, *self.holdout)
         else:
-            tune, tune_problems = without_bad_labels(self._read(tuning), self.problem_type,
-                                                     on_error)
+            tune = self._read(tuning, on_error)
+            tune, tune_problems = without_bad_labels(tune, self.problem_type, on_error,
+                                                     problems_opening(tune))
             problems += tune_problems
         return m, tune, problems
 
@@ -279,10 +292,13 @@ class Predictor(PredictorReports, Estimator):
             rows.append(out.float().cpu().numpy())
         return (np.concatenate(rows) if rows else np.zeros((0, 1))), m
 
-    def _read_for_inference(self, data: Any) -> Manifest:
+    def _read_for_inference(self, data: Any) -> Rows:
         """``data`` read as the training data was (its roles); a column the model was
         trained on and the manifest lacks is that modality absent from every row (as an
         empty column is), said once on the console."""
+        shards = open_rows(data)
+        if shards is not None:
+            return shards_to_predict(shards, self.columns_, self.is_auto)
         m = Manifest.read(data)
         missing = [c for c in self.columns_ if c not in m.table.columns]
         if missing:
@@ -336,20 +352,6 @@ class Predictor(PredictorReports, Estimator):
     def embed(self, data: Any) -> np.ndarray:
         """The fused representation of each row, (N, d)."""
         return self._outputs(data, embed=True)[0]
-
-    def training_log(self) -> pd.DataFrame | None:
-        """The metrics of every epoch of the fit (its run's log, or the copy saved with
-        the model), or None."""
-        from polymodal.plots import read_metrics
-
-        network = self.auto_.network() if self.is_auto else None
-        if network is not None:  # an auto fit's curves are its network's
-            return network.training_log()
-        run = getattr(self, "run_dir_", None)
-        if run is not None and (Path(run) / "logs").is_dir():
-            return read_metrics(Path(run) / "logs" / "metrics.csv")
-        saved = getattr(self, "saved_log_", None)
-        return pd.read_csv(saved) if saved is not None and Path(saved).is_file() else None
 
     # -- save / load ----------------------------------------------------------------
     def _fitted(self) -> dict[str, Any]:

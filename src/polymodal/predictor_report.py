@@ -1,6 +1,6 @@
-"""What a fitted Predictor says about itself: the modality report (each column removed,
-each alone), the gate weights of a gated fusion, and the plots (learning curves,
-confusion matrix, modality contribution)."""
+"""What a fitted Predictor says about itself: its training log, the modality report
+(each column removed, each alone), the gate weights of a gated fusion, and the plots
+(learning curves, confusion matrix, modality contribution)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,20 @@ import torch
 class PredictorReports:
     """The reports of :class:`~polymodal.predictor.Predictor` (a mixin: it reads the
     fitted model, task and columns)."""
+
+    def training_log(self: Any) -> pd.DataFrame | None:
+        """The metrics of every epoch of the fit (its run's log, or the copy saved with
+        the model), or None."""
+        from polymodal.plots import read_metrics
+
+        network = self.auto_.network() if self.is_auto else None
+        if network is not None:  # an auto fit's curves are its network's
+            return network.training_log()
+        run = getattr(self, "run_dir_", None)
+        if run is not None and (Path(run) / "logs").is_dir():
+            return read_metrics(Path(run) / "logs" / "metrics.csv")
+        saved = getattr(self, "saved_log_", None)
+        return pd.read_csv(saved) if saved is not None and Path(saved).is_file() else None
 
     def modality_report(self: Any, data: Any) -> pd.DataFrame:
         """The task's main metric with each column removed and with each column alone,

@@ -4,9 +4,11 @@ columns a pretraining it starts from covers (each row left out is said, with why
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from polymodal.data import Manifest
-from polymodal.data.errors import OnError, Problem
+from polymodal.data.errors import ManifestError, OnError, Problem
+from polymodal.data.shard_source import ShardSource
 from polymodal.data.validation import check_labels
 from polymodal.heads import make_task
 
@@ -45,20 +47,49 @@ def labelled(m: Manifest, label: str) -> tuple[Manifest, list[Problem]]:
     return m.subset(keep), missing
 
 
-def without_bad_labels(m: Manifest, problem_type: str | None, on_error: OnError
-                       ) -> tuple[Manifest, list[Problem]]:
+def without_bad_labels(m: Manifest, problem_type: str | None, on_error: OnError,
+                       known: Sequence[Problem] = ()) -> tuple[Manifest, list[Problem]]:
     """``m`` without the rows whose label is of the wrong type (what ``validate``
     calls ``bad_label``: a list where one value is due, a word in a column of
-    numbers); under ``on_error="raise"`` the first one stops the run, named."""
+    numbers), and their problems after the ``known`` ones; under ``on_error="raise"``
+    the first one stops the run, named."""
     label_type = make_task(problem_type).label_type if problem_type is not None else "auto"
     if label_type is None:  # any value is a label (lists)
-        return m, []
+        return m, list(known)
     bad = [p for p in check_labels(m, label_type) if p.kind == "bad_label"]
     if not bad:
-        return m, []
+        return m, list(known)
     bad = [Problem(p.row, p.column, p.kind, p.reason, manifest=m.source) for p in bad]
     if on_error == "raise":
         raise bad[0].to_error()
     rows = {p.row for p in bad}
     keep = [i for i in range(len(m)) if m.source_row(i) not in rows]
-    return m.subset(keep), bad
+    return m.subset(keep), [*known, *bad]
+
+
+def shards_to_train_on(shards: ShardSource, label: str) -> ShardSource:
+    """``shards``, checked to hold ``label`` as their label column."""
+    if shards.schema.label != label:
+        raise ManifestError(f"{shards.source}: the shards' label column is "
+                            f"{shards.schema.label!r}, not {label!r}; pass "
+                            f"label={shards.schema.label!r}")
+    return shards
+
+
+def shards_to_predict(shards: ShardSource, columns: Sequence[str], is_auto: bool
+                      ) -> ShardSource:
+    """``shards``, checked to hold every column a network was trained on.
+
+    Raises:
+        ValueError: a column the shards lack, or an auto fit (its members compute
+            their features from a manifest's files).
+    """
+    if is_auto:
+        raise ValueError(f"{shards.source}: an auto fit's models read a manifest (their "
+                         "features are computed row by row from files); predict from the "
+                         "manifest the shards were written from")
+    lacking = [c for c in columns if c not in shards.modality_columns]
+    if lacking:
+        raise ValueError(f"{shards.source}: the shards hold no column {lacking} that this "
+                         f"model was trained on; they hold {sorted(shards.modality_columns)}")
+    return shards

@@ -290,21 +290,9 @@ class Manifest:
 
     def select_modality_columns(self, wanted: Sequence[str] | None = None) -> list[str]:
         """The modality columns named in ``wanted`` by column name or by modality
-        ("image" picks every picture column); every one when ``wanted`` is None.
-
-        Raises:
-            ValueError: a name in ``wanted`` that matches no modality column.
-        """
-        available = self.modality_columns
-        if wanted is None:
-            return sorted(available)
-        unknown = [x for x in wanted if x not in available
-                   and x not in {r.value for r in available.values()}]
-        if unknown:
-            named = {c: r.value for c, r in available.items()}
-            raise ValueError(f"modalities {unknown} match no modality column of "
-                             f"{self.source}; modality columns: {named}")
-        return sorted(c for c in available if c in wanted or available[c].value in wanted)
+        ("image" picks every picture column); every one when ``wanted`` is None
+        (:meth:`Schema.select_modality_columns`)."""
+        return self.schema.select_modality_columns(wanted, self.source)
 
     def present(self, column: str) -> np.ndarray:
         """Per row: does ``column`` hold a value (not missing, not blank)?"""

@@ -12,7 +12,7 @@ hold either inline text or paths to ``.txt`` files (``source="path"``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -101,6 +101,26 @@ class Schema:
     def modality_columns(self) -> dict[str, Role]:
         """Columns that feed an encoder, mapped to their modality."""
         return {c.name: c.role for c in self.columns.values() if c.role.is_modality}
+
+    def select_modality_columns(self, wanted: Sequence[str] | None = None,
+                                source: str = "the manifest") -> list[str]:
+        """The modality columns named in ``wanted`` by column name or by modality
+        ("image" picks every picture column); every one when ``wanted`` is None.
+
+        Raises:
+            ValueError: a name in ``wanted`` that matches no modality column of
+                ``source`` (what the message names).
+        """
+        available = self.modality_columns
+        if wanted is None:
+            return sorted(available)
+        unknown = [x for x in wanted if x not in available
+                   and x not in {r.value for r in available.values()}]
+        if unknown:
+            named = {c: r.value for c, r in available.items()}
+            raise ValueError(f"modalities {unknown} match no modality column of "
+                             f"{source}; modality columns: {named}")
+        return sorted(c for c in available if c in wanted or available[c].value in wanted)
 
     @property
     def modalities(self) -> list[str]:

@@ -44,6 +44,11 @@ class Piece:
         return range(self.first + self.start, self.first + self.start + self.count)
 
 
+def present_key(column: str) -> str:
+    """The index column that says, per row, whether ``column`` holds a value."""
+    return f"present:{column}"
+
+
 def _describe(rows: range) -> str:
     return f"rows {rows.start}-{rows.stop - 1} of the folder" if len(rows) else "no rows"
 
@@ -133,6 +138,86 @@ class ShardSource:
     def labels(self) -> list[Any]:
         """Every row's label (None where it has none), in folder order."""
         return [None if v != v else v for v in self.index()["label"].tolist()]  # NaN
+
+    # -- the rows as the estimators read a manifest's ---------------------------------
+    @property
+    def table(self) -> Any:
+        """A table of this source's rows with the manifest's label and id columns (the
+        media stay in the shards): what a task learns its classes from."""
+        index = self.index().reset_index(drop=True)
+        names = {"label": self.schema.label, "id": self.schema.id}
+        return index.rename(columns={k: v for k, v in names.items() if v is not None})
+
+    def _all_labels(self) -> list[Any]:
+        if getattr(self, "_labels", None) is None:
+            self._labels = self.labels()
+        return self._labels
+
+    def label(self, row: int) -> Any:
+        """Row ``row``'s (counted in this source) label, or None."""
+        return self._all_labels()[row]
+
+    def ids(self) -> list[str]:
+        """Each row's id: the manifest's id column where it had one, else its row."""
+        index = self.index()
+        return [str(r) if i is None or i != i else str(i)
+                for i, r in zip(index["id"].tolist(), index["row"].tolist(), strict=True)]
+
+    def source_row(self, row: int) -> int:
+        """The manifest row that row ``row`` of this source was sharded from."""
+        return int(self.index()["row"].iloc[row])
+
+    def positions(self) -> np.ndarray:
+        """The folder position of each row of this source, in order."""
+        if not self.pieces:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.arange(p.positions.start, p.positions.stop)
+                               for p in self.pieces])
+
+    def rows_of(self, positions: Any) -> np.ndarray:
+        """This source's row number of each folder position (a batch's ``indices``)."""
+        return np.searchsorted(self.positions(), np.asarray(positions))
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> ShardSource:
+        """The given rows (counted in this source, kept in folder order) as pieces:
+        each run of consecutive rows of one shard is one piece."""
+        keep = np.zeros(len(self), dtype=bool)
+        keep[np.asarray(list(rows), dtype=np.int64)] = True
+        pieces, offset = [], 0
+        for p in self.pieces:
+            mask = keep[offset: offset + p.count]
+            offset += p.count
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                pieces.append(replace(p, start=p.start + int(a), count=int(b - a)))
+        return self._with(pieces)
+
+    def training_split(self, seed: int = 0, fraction: float = 0.1, minimum: int = 1
+                       ) -> tuple[ShardSource, ShardSource]:
+        """(rows to train on, rows to tune on): the "train" and "val" splits when the
+        folder has a val split, else :meth:`holdout` (``minimum`` is one shard or row)."""
+        split_of = {s["split"] for s in self.meta["shards"]}
+        if split_of & {"val", "valid", "validation", "dev"}:
+            return self.split("train"), self.split("val")
+        return self.holdout(fraction, seed)
+
+    def select_modality_columns(self, wanted: Sequence[str] | None = None) -> list[str]:
+        """The modality columns ``wanted`` names (by column or by modality); all of them
+        when None (as a manifest's)."""
+        return self.schema.select_modality_columns(wanted, self.source)
+
+    def present(self, column: str) -> np.ndarray:
+        """Per row: does ``column`` hold a value? (Every row, in a folder written before
+        shards recorded it.)"""
+        index = self.index()
+        key = present_key(column)
+        if key not in index.columns:
+            return np.ones(len(index), dtype=bool)
+        return index[key].to_numpy(dtype=bool)
+
+    def is_empty_column(self, column: str) -> bool:
+        """Is every row of ``column`` empty?"""
+        return not self.present(column).any()
 
     def cells(self, column: str, on_error: OnError = "raise") -> Iterator[Any]:
         """Each row's decoded ``column`` value (None where the row lacks it), in folder

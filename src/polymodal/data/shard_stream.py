@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ from polymodal.data.errors import ON_ERROR_CHOICES, CellLocation, MediaError, On
 from polymodal.data.schema import Role
 from polymodal.data.shard_codec import decode_row, key_position
 from polymodal.data.shard_source import Piece, ShardError, ShardSource, shard_problems
+
+# Lightning warns of any iterable dataset with a length under several workers; a
+# ShardDataset's length is exact, each worker yielding its own run of batches
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 def process_group() -> tuple[int, int]:
@@ -320,14 +325,22 @@ class ShardLoader(DataLoader):
     def __init__(self, dataset: ShardDataset, num_workers: int = 0, **kwargs: Any) -> None:
         super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
         self._epoch, self._yielded, self._resume = -1, 0, False
+        self._next: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Plan the next pass as epoch ``epoch`` (a trainer's count, so that a run
+        resumed at an epoch's end reads the next epoch as an unbroken run does); a pass
+        restored mid-epoch by :meth:`load_state_dict` keeps its own."""
+        self._next = epoch
 
     def __iter__(self) -> Iterator[Any]:
         ds: ShardDataset = self.dataset  # type: ignore[assignment]
         if self._resume:
             self._resume = False
         else:
-            self._epoch += 1
+            self._epoch = self._epoch + 1 if self._next is None else self._next
             self._yielded = 0
+        self._next = None
         ds.set_epoch(self._epoch)
         workers = max(1, self.num_workers)
         counts = [len(r) for r in ds.worker_batches(workers)]

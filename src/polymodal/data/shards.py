@@ -39,6 +39,7 @@ from polymodal.data.shard_source import (
     ShardError,
     ShardSource,
     open_shards,
+    present_key,
 )
 from polymodal.data.validation import ColumnSummary, ValidationReport
 from polymodal.progress import progress_bar
@@ -196,7 +197,7 @@ def write_shards(manifest: Manifest | Any, out: str | os.PathLike[str], *,
                          path=out)
     report.columns = {c: ColumnSummary(c, r.value) for c, r in columns.items()}
     index: dict[str, list[Any]] = {"position": [], "row": [], "id": [], "label": [],
-                                   "split": []}
+                                   "split": [], **{present_key(c): [] for c in columns}}
     sequences: list[_ShardSequence] = []
     position = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
@@ -225,6 +226,9 @@ def write_shards(manifest: Manifest | Any, out: str | os.PathLike[str], *,
                                        ("row", fields["row"]), ("id", fields["id"]),
                                        ("label", fields["label"]), ("split", split)):
                         index[key].append(value)
+                    for col in columns:
+                        index[present_key(col)].append(cells.get(col, (None, None))[1]
+                                                       is not None)
                 advance(len(block))
             seq.close()
             position = seq.position
@@ -241,7 +245,9 @@ def write_shards(manifest: Manifest | Any, out: str | os.PathLike[str], *,
                       "id": pa.array([None if v is None else str(v) for v in index["id"]],
                                      pa.string()),
                       "label": _label_array(index["label"]),
-                      "split": pa.array(index["split"], pa.string())})
+                      "split": pa.array(index["split"], pa.string()),
+                      **{present_key(c): pa.array(index[present_key(c)], pa.bool_())
+                         for c in columns}})
     pq.write_table(table, out / INDEX_FILE)
     if report.problems:
         report.to_skip_report().write(out / "problems.csv")

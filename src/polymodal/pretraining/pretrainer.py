@@ -23,6 +23,13 @@ from polymodal.config import PretrainerConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import OnError, Problem
 from polymodal.estimator import Estimator
+from polymodal.estimator_data import (
+    Rows,
+    open_rows,
+    problems_opening,
+    read_rows,
+    row_numbers,
+)
 from polymodal.fusion.base import module_key
 from polymodal.objectives.contrastive import ContrastiveLoss
 from polymodal.pretraining.init_from import pretrained_encoders
@@ -98,12 +105,14 @@ class Pretrainer(SharedSpace, Estimator):
                     ) -> tuple[Manifest, Manifest, list[Problem]]:
         """Labels, if any, are not used. Without ``tuning``, a split column gives
         "train" and "val", otherwise 5% of the rows (seeded) are held out."""
-        m = Manifest.read(train, roles=self.roles or None)
+        m = read_rows(train, on_error, roles=self.roles or None)
+        problems = problems_opening(m)
         if tuning is None:
             m, tune = m.training_split(self.seed, *self.holdout)
         else:
-            tune = Manifest.read(tuning, roles=self.roles or None)
-        return m, tune, []
+            tune = read_rows(tuning, on_error, roles=self.roles or None)
+            problems += problems_opening(tune)
+        return m, tune, problems
 
     def _choose_columns(self, m: Manifest, init_from: Any = None) -> list[str]:
         if init_from is not None:
@@ -162,8 +171,9 @@ class Pretrainer(SharedSpace, Estimator):
         self.pairs_seen_ = int(trainer.global_step) * self.batch_size_
 
     # -- inference ----------------------------------------------------------------
-    def _read(self, data: Any) -> Manifest:
-        return Manifest.read(data).with_roles(self.roles_)
+    def _read(self, data: Any) -> Rows:
+        shards = open_rows(data)
+        return shards if shards is not None else Manifest.read(data).with_roles(self.roles_)
 
     def _column(self, column: str) -> str:
         if column not in self.columns_:
@@ -178,11 +188,11 @@ class Pretrainer(SharedSpace, Estimator):
         self._check_fitted()
         m = self._read(data)
         columns = [self._column(c) for c in (columns or [c for c in self.columns_
-                                                          if c in m.table.columns])]
+                                                          if c in m.modality_columns])]
         self.model_.eval()
         out = {c: np.full((len(m), self.dim_), np.nan, dtype=np.float32) for c in columns}
         for batch in self._loader(m, shuffle=False, columns=columns):
-            rows = batch.indices.numpy()
+            rows = row_numbers(m, batch.indices)
             for c in columns:
                 keep = batch.present[c].numpy()
                 if keep.any():

@@ -199,6 +199,10 @@ class SkipTracking(L.LightningModule):
             self.visited[stage].update(batch.skipped_indices)
         return batch
 
+    def on_train_epoch_start(self) -> None:  # a streamed loader plans Lightning's epoch
+        loader = self.trainer.train_dataloader
+        getattr(loader, "set_epoch", lambda _epoch: None)(self.current_epoch)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["polymodal_rng"] = _rng_state()
 
