@@ -62,8 +62,9 @@ def test_cached_features_equal_direct_ones_and_are_reused(library, tmp_path):
     torch.testing.assert_close(cached.pooled[[0, 1, 3]], direct.pooled[[0, 1, 3]])
     torch.testing.assert_close(cached.tokens[[0, 1, 3]], direct.tokens[[0, 1, 3]])
     assert (loader.cache.misses, loader.cache.hits) == (2, 1)  # a.png == c.png
-    entries = sorted(loader.cache.folder.rglob("*.safetensors"))
-    assert len(entries) == 2
+    assert len(loader.cache) == 2
+    assert not list(loader.cache.folder.rglob("*.safetensors"))  # entries share chunks
+    assert len(list((loader.cache.folder / "chunks").iterdir())) == 1
     # a second run reads only the cache
     again = CachedFeatures(enc, tmp_path / "cache")
     list(MultimodalDataset(m, columns=["image"], cell_loaders={"image": again}).loader(4))
@@ -81,9 +82,11 @@ def test_changed_files_damaged_entries_and_changed_encoders_are_recomputed(libra
     Image.new("RGB", (5, 5), (0, 0, 0)).save(library.parent / "a.png")  # the file changes
     changed = loader(m, 0, "image")
     assert not torch.equal(first, changed)
-    key = content_key(m, 0, "image")
-    cache.path_for(key).write_bytes(b"half a file")  # a crash mid-write, say
-    assert torch.equal(loader(m, 0, "image"), changed)
+    for chunk in (loader.cache.folder / "chunks").iterdir():  # a cut chunk, say
+        chunk.write_bytes(chunk.read_bytes()[:-4])
+    reopened = CachedFeatures(enc, tmp_path / "cache")
+    assert torch.equal(reopened(m, 0, "image"), changed)
+    assert reopened.cache.damaged == 1 and reopened.cache.misses == 1
     other = _frozen_cnn()
     with torch.no_grad():
         next(other.parameters()).add_(1.0)

@@ -11,56 +11,23 @@ a model sees the same tensors from either.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from polymodal.data import Manifest, MultimodalDataset
 from polymodal.data.dataset import EpochShuffleSampler
-from polymodal.data.errors import OnError, Problem
+from polymodal.data.errors import OnError
 from polymodal.data.media_cache import MediaCache
 from polymodal.data.noise import corruption_for
-from polymodal.data.shard_source import ShardSource, is_shard_folder, open_shards
+from polymodal.data.rows import Rows
+from polymodal.data.shard_source import ShardSource
 
 #: ``evaluate(noise=...)``: per column name or role, a level in [0, 1] for
 #: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
 #: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
 Noise = Mapping[str, float | Callable[[Any], Any]]
-#: what the estimators read rows from
-Rows = Manifest | ShardSource
-
-
-def open_rows(data: Any, on_error: OnError = "raise") -> ShardSource | None:
-    """``data`` opened as a shard folder when it is one (a path written by
-    ``polymodal shard``, or a :class:`ShardSource`), else None (read it as a manifest)."""
-    if isinstance(data, ShardSource):
-        return data
-    if isinstance(data, str | os.PathLike) and is_shard_folder(data):
-        return open_shards(data, on_error=on_error)
-    return None
-
-
-def read_rows(data: Any, on_error: OnError = "raise", **manifest_options: Any) -> Rows:
-    """``data`` as rows: a shard folder opened, anything else read as a manifest."""
-    shards = open_rows(data, on_error)
-    return shards if shards is not None else Manifest.read(data, **manifest_options)
-
-
-def problems_opening(m: Rows) -> list[Problem]:
-    """The rows of shards found missing or truncated when ``m`` was opened (skipped
-    under ``on_error="skip"``); none for a manifest."""
-    return list(m.problems) if isinstance(m, ShardSource) else []
-
-
-def row_numbers(m: Rows, indices: torch.Tensor) -> np.ndarray:
-    """A batch's rows counted in ``m`` (a shard batch's indices are folder positions)."""
-    rows = indices.numpy()
-    return m.rows_of(rows) if isinstance(m, ShardSource) else rows
-
-
 class DataPath:
     """The data path the :class:`~polymodal.estimator.Estimator` mixes in."""
 

@@ -28,9 +28,10 @@ from polymodal.auto.saved import auto_fitted, load_members, save_members
 from polymodal.config import PredictorConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
+from polymodal.data.rows import Rows, open_rows, problems_opening
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.estimator import EncoderSpecs, Estimator
-from polymodal.estimator_data import Noise, Rows, open_rows, problems_opening
+from polymodal.estimator_data import Noise
 from polymodal.heads import Task, infer_problem_type, make_task
 from polymodal.model import MultimodalModel
 from polymodal.predictor_report import PredictorReports

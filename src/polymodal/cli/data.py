@@ -164,20 +164,36 @@ def embed_cmd(
     label: Annotated[str | None, typer.Option(help="the label column")] = None,
     role: Annotated[list[str] | None, typer.Option(
         help="override a column's role: COLUMN=ROLE (repeatable)")] = None,
+    processes: Annotated[int, typer.Option(
+        help="embed a share of the rows in each of N processes")] = 1,
+    milvus: Annotated[str | None, typer.Option(
+        help="also upsert the vectors into Milvus: a milvus-lite file or a server URI")
+    ] = None,
+    collection: Annotated[str, typer.Option(help="the Milvus collection")] = "embeddings",
+    token: Annotated[str | None, typer.Option(help="the Milvus token (a cluster's)")] = None,
 ) -> None:
-    """Write one embedding per row of MANIFEST (with its id) to --out.
+    """Write one embedding per row of MANIFEST (a manifest or a shard folder) with its
+    id to --out.
 
     Example: polymodal embed photos.csv --encoder efficientnet-lite0 --out photos.parquet
     """
     from polymodal.data.manifest import Manifest
+    from polymodal.data.rows import open_rows
     from polymodal.encoders import build_encoder, embed_manifest
 
     with handled():
         enc = build_encoder(encoder, **parse_options(option))
-        result = embed_manifest(Manifest.read(manifest, label=label, roles=parse_roles(role)),
-                                enc, out_file, column=column, batch_size=batch_size,
-                                num_workers=workers, cache_dir=cache,
+        rows = open_rows(manifest, on_error)  # type: ignore[arg-type]
+        if rows is None:
+            rows = Manifest.read(manifest, label=label, roles=parse_roles(role))
+        result = embed_manifest(rows, enc, out_file, column=column, batch_size=batch_size,
+                                num_workers=workers, cache_dir=cache, processes=processes,
                                 on_error=on_error)  # type: ignore[arg-type]
+        if milvus is not None:
+            from polymodal.encoders.embed_parallel import write_to_milvus
+
+            written = write_to_milvus(result.path, milvus, collection, token=token)
+            out.print(f"{written:,} vectors upserted into {milvus} ({collection})")
     out.print(f"{result.embedded:,} of {result.rows:,} rows embedded ({result.dim}-d), "
               f"{result.missing:,} lack the modality, {result.skipped:,} skipped -> "
               f"{result.path}")

@@ -3,7 +3,13 @@
 An entry's key is the SHA-1 of the cell's content (the file's bytes, or the inline
 text) under a folder named by the encoder's fingerprint (class, settings, weights). A
 changed file has another key; a changed encoder another folder: stale entries are never
-read. Entries are safetensors files written atomically (temp file + rename).
+read. :class:`CachedFeatures` keeps its entries in a
+:class:`~polymodal.encoders.cache_store.ChunkedFeatureCache` (a few chunk files and an
+SQLite index, safe for concurrent writers, a damaged entry recomputed): millions of
+cells are a few files. :class:`FeatureCache` is the one-file-per-cell store of 0.3 and
+before (safetensors files written atomically), kept as the baseline it is measured
+against; a cache folder it filled is not read by the chunked store (entries are
+computed again once).
 
 Use it through the dataset: ``MultimodalDataset(m, cell_loaders={"image":
 CachedFeatures(encoder, cache_dir)})`` and the model's side ``CachedEncoder(encoder)``,
@@ -25,6 +31,7 @@ from polymodal.data.manifest import DecodeOptions, Manifest
 from polymodal.data.media import check_file
 from polymodal.data.schema import Role
 from polymodal.encoders.base import Encoded, ModalityEncoder, lengths_to_mask
+from polymodal.encoders.cache_store import ChunkedFeatureCache
 
 
 def content_key(manifest: Manifest, row: int, column: str) -> str | None:
@@ -46,7 +53,8 @@ def content_key(manifest: Manifest, row: int, column: str) -> str | None:
 
 
 class FeatureCache:
-    """Cached (tokens, pooled) of one frozen encoder under ``root/<fingerprint>/``."""
+    """Cached (tokens, pooled) of one frozen encoder under ``root/<fingerprint>/``, one
+    safetensors file per entry (the baseline of the chunked store)."""
 
     def __init__(self, root: str | os.PathLike[str], encoder: ModalityEncoder) -> None:
         if encoder.trainable:
@@ -99,7 +107,7 @@ class CachedFeatures:
     def __init__(self, encoder: ModalityEncoder, root: str | os.PathLike[str],
                  options: DecodeOptions | None = None) -> None:
         self.encoder = encoder
-        self.cache = FeatureCache(root, encoder)
+        self.cache = ChunkedFeatureCache(root, encoder)
         self.options = options or DecodeOptions()
 
     def fill(self, manifest: Manifest, column: str, *, batch_size: int = 64,
@@ -116,7 +124,7 @@ class CachedFeatures:
                 key = content_key(manifest, row, column)
             except MediaError:
                 continue
-            if key is not None and key not in todo and not self.cache.path_for(key).exists():
+            if key is not None and key not in todo and key not in self.cache:
                 todo[key] = row
         if not todo:
             return 0
@@ -129,10 +137,11 @@ class CachedFeatures:
             for batch in ds.loader(batch_size, num_workers=num_workers):
                 if len(batch):
                     out = self.encoder(batch.inputs[column], batch.lengths.get(column))
-                    for i, row in enumerate(batch.indices.tolist()):
-                        n = int(out.mask[i].sum())
-                        self.cache.put(keys[row], out.tokens[i, :n].float().cpu(),
-                                       out.pooled[i].float().cpu())
+                    with self.cache.writing():  # a batch a transaction: others may write
+                        for i, row in enumerate(batch.indices.tolist()):
+                            n = int(out.mask[i].sum())
+                            self.cache.put(keys[row], out.tokens[i, :n].float().cpu(),
+                                           out.pooled[i].float().cpu())
                 advance(len(batch) + len(batch.skipped))
         return len(keys)
 

@@ -22,14 +22,14 @@ import torch
 from polymodal.config import PretrainerConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import OnError, Problem
-from polymodal.estimator import Estimator
-from polymodal.estimator_data import (
+from polymodal.data.rows import (
     Rows,
     open_rows,
     problems_opening,
     read_rows,
     row_numbers,
 )
+from polymodal.estimator import Estimator
 from polymodal.fusion.base import module_key
 from polymodal.objectives.contrastive import ContrastiveLoss
 from polymodal.pretraining.init_from import pretrained_encoders
