@@ -50,6 +50,8 @@ def index_cmd(
         help="a saved VQA Predictor (picture + question -> answer) for `ask`")] = None,
     generator: Annotated[str | None, typer.Option(
         help="a text-generation model (Hugging Face name or folder) for `ask`")] = None,
+    processes: Annotated[int, typer.Option(
+        help="decode and embed in N worker processes")] = 1,
 ) -> None:
     """Embed every new or changed item of SOURCE into a library (deleted ones are
     forgotten); an interrupted run resumes where it stopped.
@@ -74,7 +76,7 @@ def index_cmd(
             lib.attach_vqa(vqa)
         if generator is not None:
             lib.attach_generator(generator)
-        report = lib.index(source, roles=parse_roles(role))
+        report = lib.index(source, roles=parse_roles(role), processes=processes)
     out.print(f"{library}: {report.added:,} added, {report.updated:,} updated, "
               f"{report.unchanged:,} unchanged, {report.deleted:,} deleted; "
               f"{len(lib):,} facets stored")

@@ -66,10 +66,11 @@ def index_lock(folder: Path, name: str) -> Iterator[None]:
 
 def index_source(lib: Library, source: str | os.PathLike[str] | Any, *, batch_size: int,
                  progress: bool, on_error: str, confine: bool | None,
-                 roles: dict[str, str] | None = None) -> IndexReport:
+                 roles: dict[str, str] | None = None, processes: int = 1) -> IndexReport:
     """Store the new or changed cells of ``source`` in ``lib``'s store, a batch at a
     time, and delete the ones of this source that are gone (the caller holds the
-    index lock)."""
+    index lock); ``processes`` > 1 embeds the batches in that many worker processes
+    (:mod:`polymodal.library.index_workers`)."""
     from polymodal.encoders.cache import content_key
     from polymodal.progress import progress_bar
 
@@ -129,18 +130,33 @@ def index_source(lib: Library, source: str | os.PathLike[str] | Any, *, batch_si
     gone = [k for k in known if k not in seen]
     lib.store.delete(gone)
     report.deleted = len(gone)
-    with progress_bar(f"indexing into {lib.name}", len(todo), enabled=progress) as advance:
+    def batches() -> Iterator[tuple[list[dict[str, Any]], int]]:
+        if processes > 1 and len(todo) > batch_size:
+            from polymodal.library.index_workers import embedded_batches
+
+            for records, part, n in embedded_batches(lib, m, todo, contents, source_id,
+                                                     batch_size=batch_size,
+                                                     processes=processes):
+                if on_error == "raise" and len(part.skipped):
+                    raise next(iter(part.skipped)).to_error()
+                report.problems += part.problems
+                report.skipped.extend(part.skipped)
+                yield records, n
+            return
         for start in range(0, len(todo), batch_size):
             chunk = todo[start: start + batch_size]
-            records = embed_records(lib, m, ids, chunk, source_id, contents, report,
-                                    on_error)
+            yield embed_records(lib, m, ids, chunk, source_id, contents, report,
+                                on_error), len(chunk)
+
+    with progress_bar(f"indexing into {lib.name}", len(todo), enabled=progress) as advance:
+        for records, n_cells in batches():
             lib.store.upsert(records)
             for r in records:
                 if r["key"] in known:
                     report.updated += 1
                 else:
                     report.added += 1
-            advance(len(chunk))
+            advance(n_cells)
     return report
 
 

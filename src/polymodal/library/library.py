@@ -190,8 +190,8 @@ class Library:
     # -- indexing -------------------------------------------------------------------
     def index(self, source: str | os.PathLike[str] | Any, *, batch_size: int = 64,
               progress: bool = True, on_error: str = "skip",
-              confine: bool | None = None, roles: dict[str, str] | None = None
-              ) -> IndexReport:
+              confine: bool | None = None, roles: dict[str, str] | None = None,
+              processes: int = 1) -> IndexReport:
         """Embed every item of ``source`` (a folder or a manifest) that is new or
         changed since the last run (by content hash), and forget the items of this
         source that are gone. Each batch is stored as it is embedded, so an interrupted
@@ -205,12 +205,15 @@ class Library:
         kind ``outside_root``; it is on by default for a folder, off for a manifest.
         ``roles`` override the inferred column roles (``{"notes": "text"}``). Columns of
         a modality the model cannot embed are left out, counted in
-        ``IndexReport.left_out`` and listed in ``skipped_rows.csv``."""
+        ``IndexReport.left_out`` and listed in ``skipped_rows.csv``. ``processes`` > 1
+        decodes and embeds the batches in that many worker processes (the store is
+        written by this one, in the same order)."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         with index_lock(self.folder, self.name):
             report = self._index(source, batch_size=batch_size, progress=progress,
-                                 on_error=on_error, confine=confine, roles=roles)
+                                 on_error=on_error, confine=confine, roles=roles,
+                                 processes=processes)
         skipped = self.folder / SKIPPED
         if len(report.skipped):
             report.skipped.deduplicate().write(skipped)
@@ -220,12 +223,13 @@ class Library:
 
     def _index(self, source: str | os.PathLike[str] | Any, *, batch_size: int,
                progress: bool, on_error: str, confine: bool | None,
-               roles: dict[str, str] | None = None) -> IndexReport:
+               roles: dict[str, str] | None = None, processes: int = 1) -> IndexReport:
         """Index ``source`` (:func:`~polymodal.library.indexing.index_source`; the
         caller holds the index lock), then build the store's ANN index once it holds
         :data:`INDEX_FROM` vectors."""
         report = index_source(self, source, batch_size=batch_size, progress=progress,
-                              on_error=on_error, confine=confine, roles=roles)
+                              on_error=on_error, confine=confine, roles=roles,
+                              processes=processes)
         store = self.store
         if isinstance(store, LanceStore) and (report.added or report.deleted) and \
                 store.count() >= INDEX_FROM:
