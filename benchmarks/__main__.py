@@ -28,6 +28,7 @@ from benchmarks import (
     recommend,
     robustness,
     scale,
+    scale_runs,
     training,
     tuxpaint,
     vqa,
@@ -64,6 +65,8 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "general-model": general_model.run,
     "scale-stream": scale.run_stream,
     "scale-cache": scale.run_cache,
+    "scale-pretrain": scale_runs.run_pretrain,
+    "scale-processes": scale_runs.run_processes,
 }
 
 RESUMABLE = {"fusion-accuracy": fusion.run, "robustness": robustness.run,

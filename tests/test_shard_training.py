@@ -108,3 +108,26 @@ def test_a_run_from_shards_resumed_at_an_epoch_end_ends_as_an_unbroken_one(shard
     assert resumed.train_steps_ == whole.train_steps_
     np.testing.assert_allclose(resumed.predict_proba(shards).to_numpy(),
                                whole.predict_proba(shards).to_numpy(), atol=1e-6)
+
+
+def test_the_commands_train_and_pretrain_from_a_shard_folder(shards, tmp_path):
+    """`polymodal train` / `pretrain` take a shard folder as --train; `--set workers=2`
+    streams it through two DataLoader workers, each reading its own shards."""
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    runner = CliRunner()
+    trained = runner.invoke(app, [
+        "train", "--train", str(shards), "--label", "label", "--preset", "tiny",
+        "--set", "max_epochs=1", "--set", "modalities=[image]", "--set", "workers=2",
+        "--out", str(tmp_path / "model")])
+    assert trained.exit_code == 0, trained.output
+    pred = Predictor.load(tmp_path / "model")
+    assert len(pred.predict(shards)) == len(open_shards(shards))
+    pretrained = runner.invoke(app, [
+        "pretrain", "--train", str(shards), "--preset", "tiny", "--set", "max_epochs=1",
+        "--out", str(tmp_path / "pre")])
+    assert pretrained.exit_code == 0, pretrained.output
+    embedded = Pretrainer.load(tmp_path / "pre").embed(shards)
+    assert set(embedded) == set(open_shards(shards).modality_columns)  # every column

@@ -100,6 +100,7 @@ class FitConfig:
     on_error: str = "raise"
     resume: bool = False
     init_from: str | None = None  # Predictor only: fine-tune from a saved model
+    workers: int = 0  # DataLoader worker processes
 
 
 @dataclass

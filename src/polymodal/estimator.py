@@ -13,6 +13,7 @@ OpenCLIP's one factory). A subclass fills the hooks between the steps of :meth:`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from polymodal.data.shard_source import ShardSource
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
-from polymodal.estimator_data import DataPath
+from polymodal.estimator_data import SHARD_VOCAB_ROWS, DataPath
 from polymodal.presets import Preset, encoder_spec, resolve_preset
 
 EncoderSpecs = dict[str, tuple[str, dict[str, Any]]]
@@ -225,14 +226,16 @@ class Estimator(DataPath):
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1, progress: bool = True,
             callbacks: list[Any] | None = None, resume: bool = False,
-            init_from: str | os.PathLike[str] | None = None) -> Self:
+            init_from: str | os.PathLike[str] | None = None, workers: int = 0) -> Self:
         """Train on ``train`` (a manifest path, DataFrame or Manifest).
 
         Without ``tuning``, a manifest with a split column trains on "train" and tunes
         on "val"; otherwise a seeded share of the rows is held out. ``time_limit`` is
         wall-clock seconds for the whole fit (the best finished epoch is kept);
         ``callbacks`` are extra Lightning callbacks; ``resume=True`` continues an
-        interrupted run in the same ``path`` from its last checkpoint.
+        interrupted run in the same ``path`` from its last checkpoint; ``workers``
+        DataLoader processes decode the batches (a shard folder's each read a run of
+        its shards).
         """
         import lightning as L
 
@@ -254,7 +257,8 @@ class Estimator(DataPath):
         shards = isinstance(m, ShardSource)
         for c, enc in self._encoders.items():  # vocabularies from the training rows
             if not enc.is_fitted:
-                enc.fit(m.cells(c, on_error) if shards else decoded_cells(m, c, on_error))
+                enc.fit(itertools.islice(m.cells(c, on_error), SHARD_VOCAB_ROWS) if shards
+                        else decoded_cells(m, c, on_error))
         source = m.source
         m, tune, left_out = self._training_rows(m, tune)
         problems = [*problems, *left_out]
@@ -281,9 +285,10 @@ class Estimator(DataPath):
         disk = open_media_cache(self.media_cache)  # decoded media across runs
         train_loader = self._loader(m, shuffle=True, with_labels=True, on_error=on_error,
                                     memory_cache_mb=memory, drop_last=self._drop_last(m),
-                                    media_cache=disk)
+                                    media_cache=disk, workers=workers)
         val_loader = self._loader(tune, shuffle=False, with_labels=True, on_error=on_error,
-                                  memory_cache_mb=memory / 4, media_cache=disk)
+                                  memory_cache_mb=memory / 4, media_cache=disk,
+                                  workers=workers)
         self.ended_ = fit_run(trainer, lit, train_loader, val_loader if validates else None,
                               self.run_dir_, resume=resume)
         self.train_steps_ = int(trainer.global_step)

@@ -28,6 +28,9 @@ from polymodal.data.shard_source import ShardSource
 #: :func:`polymodal.data.noise.noisy`, or a function applied to each decoded cell
 #: (e.g. ``polymodal.data.noise.noisy_snr("audio", -10)``).
 Noise = Mapping[str, float | Callable[[Any], Any]]
+#: a vocabulary (word encoders, TF-IDF) is fitted on at most this many rows of a shard
+#: folder, streamed in folder order: a pass over millions of rows costs an epoch
+SHARD_VOCAB_ROWS = 100_000
 class DataPath:
     """The data path the :class:`~polymodal.estimator.Estimator` mixes in."""
 
@@ -71,19 +74,20 @@ class DataPath:
     def _loader(self, m: Rows, *, shuffle: bool, columns: Sequence[str] | None = None,
                 with_labels: bool = False, on_error: OnError = "raise",
                 noise: Noise | None = None, memory_cache_mb: float = 0,
-                drop_last: bool = False, media_cache: MediaCache | None = None
-                ) -> torch.utils.data.DataLoader:
+                drop_last: bool = False, media_cache: MediaCache | None = None,
+                workers: int = 0) -> torch.utils.data.DataLoader:
         """Batches of ``m``: a manifest's through a seeded epoch shuffle, a shard
         folder's streamed (each process its own share; resumable mid-epoch)."""
         if isinstance(m, ShardSource):
             columns = list(columns or self.columns_)
             return m.loader(self._transforms(m, columns, noise), self.batch_size_,
                             shuffle=shuffle, seed=self.seed, drop_last=drop_last,
-                            columns=columns, on_error=on_error,
+                            columns=columns, on_error=on_error, num_workers=workers,
                             label_transform=self._label_transform() if with_labels
                             else None)
         ds = self._dataset(m, columns=columns, with_labels=with_labels, on_error=on_error,
                            noise=noise, memory_cache_mb=memory_cache_mb,
                            media_cache=media_cache)
         sampler = EpochShuffleSampler(len(ds), self.seed) if shuffle else None
-        return ds.loader(self.batch_size_, sampler=sampler, drop_last=drop_last)
+        return ds.loader(self.batch_size_, sampler=sampler, drop_last=drop_last,
+                         num_workers=workers)

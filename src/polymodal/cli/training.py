@@ -67,8 +67,12 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
         model = target.from_config(settings)
         train = fit.train
         if not isinstance(train, Manifest):
-            m = Manifest.read(train, label=getattr(settings, "label", None),
-                              roles=settings.roles or None)
+            from polymodal.data.rows import open_rows
+
+            m = open_rows(train)
+            if m is None:
+                m = Manifest.read(train, label=getattr(settings, "label", None),
+                                  roles=settings.roles or None)
             print_schema(m, title=f"columns of {train} (change with --role COLUMN=ROLE)")
             unused = [f"{c} ({spec.role.value})" for c, spec in m.schema.columns.items()
                       if spec.role.value in ("numeric", "categorical")]
@@ -77,7 +81,7 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
                           "text, image and audio columns (--role COLUMN=text reads a "
                           "column as words)")
         fit_args: dict[str, Any] = {"time_limit": fit.time_limit, "on_error": fit.on_error,
-                                    "resume": fit.resume}
+                                    "resume": fit.resume, "workers": int(fit.workers)}
         if fit.init_from is not None:
             fit_args["init_from"] = fit.init_from
         model.fit(train, fit.tuning, **fit_args)
