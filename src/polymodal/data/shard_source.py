@@ -13,13 +13,13 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polymodal.data.errors import ON_ERROR_CHOICES, DataError, OnError, Problem
 from polymodal.data.schema import Role, Schema
+from polymodal.data.shard_files import Where, file_size, join, location, open_file
 
 META_FILE = "polymodal-shards.json"
 INDEX_FILE = "index.parquet"
@@ -57,13 +57,13 @@ class ShardSource:
     """The rows of a shard folder (or a part of it), as a model reads them.
 
     Attributes:
-        path: the folder.
+        path: the folder (a local path, or its URL as given).
         meta: the folder's ``polymodal-shards.json``.
         pieces: the shards (or parts of shards) this source reads, in folder order.
         problems: rows of shards found missing or truncated at open (``on_error="skip"``).
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any], pieces: list[Piece],
+    def __init__(self, path: Where, meta: dict[str, Any], pieces: list[Piece],
                  on_error: OnError = "raise", problems: list[Problem] | None = None) -> None:
         self.path, self.meta, self.pieces, self.on_error = path, meta, pieces, on_error
         self.problems = list(problems or [])
@@ -129,8 +129,8 @@ class ShardSource:
         import pandas as pd
 
         if self._index is None:
-            self._index = pd.read_parquet(self.path / INDEX_FILE).set_index("position",
-                                                                            drop=False)
+            with open_file(self.path, INDEX_FILE) as fh:
+                self._index = pd.read_parquet(fh).set_index("position", drop=False)
         positions = np.concatenate([np.arange(p.positions.start, p.positions.stop)
                                     for p in self.pieces]) if self.pieces else []
         return self._index.loc[positions]
@@ -258,12 +258,12 @@ class ShardSource:
         return ShardLoader(ds, num_workers=num_workers)
 
 
-def _refuse_newer(path: Path, meta: Mapping[str, Any]) -> None:
+def _refuse_newer(path: Where, meta: Mapping[str, Any]) -> None:
     from polymodal import __version__
 
     fmt = meta.get("format")
     if not isinstance(fmt, int):
-        raise ShardError(f"{path / META_FILE}: no shard format number; is this a shard "
+        raise ShardError(f"{join(path, META_FILE)}: no shard format number; is this a shard "
                          "folder written by `polymodal shard`?")
     if fmt > SHARD_FORMAT:
         raise ShardError(f"{path} is in shard format {fmt}, written by polymodal "
@@ -272,26 +272,29 @@ def _refuse_newer(path: Path, meta: Mapping[str, Any]) -> None:
                          f">= {meta.get('polymodal', '?')}")
 
 
-def shard_problems(path: Path, meta: Mapping[str, Any], shard: Mapping[str, Any],
+def shard_problems(path: Where, meta: Mapping[str, Any], shard: Mapping[str, Any],
                    rows: Sequence[int], kind: str, why: str) -> list[Problem]:
     """One problem per row of ``rows`` (folder positions) of a bad shard, naming the
     shard and the row of the manifest each came from."""
     import pandas as pd
 
     try:
-        index = pd.read_parquet(path / INDEX_FILE, columns=["position", "row"])
+        with open_file(path, INDEX_FILE) as fh:
+            index = pd.read_parquet(fh, columns=["position", "row"])
         source_row = dict(zip(index["position"], index["row"], strict=True))
     except (OSError, ValueError):
         source_row = {}
     span = range(min(rows), max(rows) + 1) if len(rows) else range(0)
     reason = f"shard {shard['name']} {why} ({_describe(span)})"
     return [Problem(int(source_row.get(r, r)), None, kind, reason,
-                    path=str(path / shard["name"]), manifest=meta.get("source"))
+                    path=str(join(path, shard["name"])), manifest=meta.get("source"))
             for r in rows]
 
 
 def open_shards(path: str | os.PathLike[str], *, on_error: OnError = "raise") -> ShardSource:
-    """Open a shard folder written by :func:`~polymodal.data.shards.write_shards`.
+    """Open a shard folder written by :func:`~polymodal.data.shards.write_shards`: a
+    local folder, or a URL of one (``s3://``, ``gs://``, ``https://``, any protocol
+    fsspec opens: :mod:`polymodal.data.shard_files`).
 
     A missing shard, or one whose size is not the recorded one (truncated), is named
     with its rows: ``on_error="raise"`` refuses the folder, ``"skip"`` leaves the
@@ -302,22 +305,21 @@ def open_shards(path: str | os.PathLike[str], *, on_error: OnError = "raise") ->
     """
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
-    path = Path(path).expanduser()
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
+    path = location(path)
+    if file_size(path, META_FILE) is None:
         raise ShardError(f"{path}: not a shard folder (no {META_FILE}; write one with "
                          "`polymodal shard MANIFEST --out DIR`)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with open_file(path, META_FILE) as fh:
+            meta = json.loads(fh.read().decode("utf-8"))
     except (OSError, ValueError) as exc:
-        raise ShardError(f"{meta_path}: unreadable ({exc})") from None
+        raise ShardError(f"{join(path, META_FILE)}: unreadable ({exc})") from None
     _refuse_newer(path, meta)
     pieces: list[Piece] = []
     problems: list[Problem] = []
     for shard in meta["shards"]:
-        file = path / shard["name"]
         rows = range(shard["first"], shard["first"] + shard["rows"])
-        size = file.stat().st_size if file.is_file() else None
+        size = file_size(path, shard["name"])
         if size is None or size != shard.get("bytes", size):
             kind = "missing_shard" if size is None else "truncated_shard"
             why = "is missing" if size is None else \
@@ -334,6 +336,7 @@ def open_shards(path: str | os.PathLike[str], *, on_error: OnError = "raise") ->
 def is_shard_folder(path: Any) -> bool:
     """Is ``path`` a folder written by ``polymodal shard`` (what the estimators ask)?"""
     try:
-        return isinstance(path, str | os.PathLike) and (Path(path) / META_FILE).is_file()
+        return isinstance(path, str | os.PathLike) and \
+            file_size(location(path), META_FILE) is not None
     except OSError:
         return False

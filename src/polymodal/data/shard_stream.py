@@ -29,6 +29,7 @@ from polymodal.data.dataset import Example, SkippedRow, collate_examples, image_
 from polymodal.data.errors import ON_ERROR_CHOICES, CellLocation, MediaError, OnError, Problem
 from polymodal.data.schema import Role
 from polymodal.data.shard_codec import decode_row, key_position
+from polymodal.data.shard_files import open_file
 from polymodal.data.shard_source import Piece, ShardError, ShardSource, shard_problems
 
 # Lightning warns of any iterable dataset with a length under several workers; a
@@ -56,14 +57,13 @@ def _read_piece(source: ShardSource, piece: Piece, wanted: Callable[[int], bool]
     last = rows.stop - 1
     done = rows.start - 1
     current: tuple[int, dict[str, bytes]] | None = None
-    path = source.path / piece.shard
 
     def keep(name: str) -> bool:
         pos = key_position(name)
         return pos is not None and pos in rows and wanted(pos)
 
     try:
-        with open(path, "rb") as fh:
+        with open_file(source.path, piece.shard) as fh:
             for member in tar_file_iterator(fh, select_files=keep):
                 pos = key_position(member["fname"])
                 if current is not None and current[0] != pos:
