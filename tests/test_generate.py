@@ -186,6 +186,22 @@ def test_gan_samples_known_classes_only(gan, tmp_path: Path) -> None:
         ConditionalGAN.load(tmp_path)
 
 
+def test_gan_two_learning_rates(gan, tmp_path: Path) -> None:
+    """The discriminator learns at its own rate (d_lr), saved and loaded with the GAN."""
+    from polymodal.generate.gan import BETAS, ConditionalGAN, _GANModule
+
+    module = _GANModule(gan.generator_, gan.discriminator_, lr=1e-4, d_lr=4e-4)
+    opt_g, opt_d = module.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == 1e-4 and opt_d.param_groups[0]["lr"] == 4e-4
+    assert opt_d.param_groups[0]["betas"] == BETAS == (0.0, 0.9)
+    assert (gan.lr, gan.d_lr) == (1e-4, 4e-4)
+    other = ConditionalGAN(size=8, width=4, z_dim=4, d_lr=1e-3)
+    other.classes_, other.n_train_ = gan.classes_, gan.n_train_
+    other.generator_, other.discriminator_ = gan.generator_, gan.discriminator_
+    loaded = ConditionalGAN.load(other.save(tmp_path / "g"))
+    assert loaded.d_lr == 1e-3
+
+
 def test_ask_written_by_the_captioner(fitted: Captioner, data: Path) -> None:
     from polymodal.library.asking import written_answer
     from polymodal.library.results import Hit
