@@ -131,9 +131,7 @@ class ShardSource:
         if self._index is None:
             with open_file(self.path, INDEX_FILE) as fh:
                 self._index = pd.read_parquet(fh).set_index("position", drop=False)
-        positions = np.concatenate([np.arange(p.positions.start, p.positions.stop)
-                                    for p in self.pieces]) if self.pieces else []
-        return self._index.loc[positions]
+        return self._index.loc[self.positions()]
 
     def labels(self) -> list[Any]:
         """Every row's label (None where it has none), in folder order."""
@@ -165,14 +163,17 @@ class ShardSource:
 
     def source_row(self, row: int) -> int:
         """The manifest row that row ``row`` of this source was sharded from."""
-        return int(self.index()["row"].iloc[row])
+        if getattr(self, "_source_rows", None) is None:
+            self._source_rows = self.index()["row"].to_numpy()
+        return int(self._source_rows[row])
 
     def positions(self) -> np.ndarray:
         """The folder position of each row of this source, in order."""
-        if not self.pieces:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([np.arange(p.positions.start, p.positions.stop)
-                               for p in self.pieces])
+        if getattr(self, "_positions", None) is None:
+            self._positions = np.concatenate(
+                [np.arange(p.positions.start, p.positions.stop) for p in self.pieces]
+            ) if self.pieces else np.zeros(0, dtype=np.int64)
+        return self._positions
 
     def rows_of(self, positions: Any) -> np.ndarray:
         """This source's row number of each folder position (a batch's ``indices``)."""
