@@ -227,7 +227,8 @@ class Estimator(DataPath):
             on_error: OnError = "raise", devices: int | str = 1, progress: bool = True,
             callbacks: list[Any] | None = None, resume: bool = False,
             init_from: str | os.PathLike[str] | None = None, workers: int = 0) -> Self:
-        """Train on ``train`` (a manifest path, DataFrame or Manifest).
+        """Train on ``train`` (a manifest path, DataFrame or Manifest, or a shard folder
+        written by ``polymodal shard``: its path or URL).
 
         Without ``tuning``, a manifest with a split column trains on "train" and tunes
         on "val"; otherwise a seeded share of the rows is held out. ``time_limit`` is

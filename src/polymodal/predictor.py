@@ -28,7 +28,7 @@ from polymodal.auto.saved import auto_fitted, load_members, save_members
 from polymodal.config import PredictorConfig
 from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
-from polymodal.data.rows import Rows, open_rows, problems_opening
+from polymodal.data.rows import Rows, are_shards, open_rows, problems_opening
 from polymodal.encoders.base import ModalityEncoder
 from polymodal.estimator import EncoderSpecs, Estimator
 from polymodal.estimator_data import Noise
@@ -142,7 +142,7 @@ class Predictor(PredictorReports, Estimator):
         estimator core; with ``init_from`` it is the one network fine-tuned from that
         pretraining (on the auto preset's towers where the pretraining has none)."""
         if self.preset == "auto" and options.get("init_from") is None \
-                and open_rows(train) is None:  # shards stream to the one network
+                and not are_shards(train):  # shards stream to the one network
             from polymodal.auto import fit_auto
 
             return fit_auto(self, train, tuning, **options)

@@ -32,6 +32,13 @@ def open_rows(data: Any, on_error: OnError = "raise") -> ShardSource | None:
     return None
 
 
+def are_shards(data: Any) -> bool:
+    """Is ``data`` a shard folder (a path or URL of one, or a :class:`ShardSource`)?
+    It is not opened."""
+    return isinstance(data, ShardSource) or (isinstance(data, str | os.PathLike)
+                                             and is_shard_folder(data))
+
+
 def read_rows(data: Any, on_error: OnError = "raise", **manifest_options: Any) -> Rows:
     """``data`` as rows: a shard folder opened, anything else read as a manifest."""
     shards = open_rows(data, on_error)
