@@ -296,7 +296,7 @@ def test_balanced_class_weights_on_imbalanced_labels(tmp_path):
 
 def test_mixed_precision_trains_where_the_device_supports_it(digits, tmp_path):
     """bf16 autocast runs on a CPU too; the default stays full precision there."""
-    from polymodal.training.module import default_precision
+    from polymodal.training.trainer import default_precision
 
     p = Predictor(label="label", preset="tiny", fusion="concat", path=tmp_path,
                   precision="bf16-mixed", max_epochs=1).fit(digits, progress=False)

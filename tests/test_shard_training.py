@@ -4,6 +4,8 @@ shards' rows (probabilities, embeddings) is what they give for the manifest's.""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,3 +133,72 @@ def test_the_commands_train_and_pretrain_from_a_shard_folder(shards, tmp_path):
     assert pretrained.exit_code == 0, pretrained.output
     embedded = Pretrainer.load(tmp_path / "pre").embed(shards)
     assert set(embedded) == set(open_shards(shards).modality_columns)  # every column
+
+
+TORCHRUN_FIT = """
+import json, os, sys
+import lightning as L
+from polymodal.pretraining import Pretrainer
+
+folder, run, out = sys.argv[1:4]
+
+class Seen(L.Callback):  # the rows of each epoch's batches, on this process
+    def __init__(self):
+        self.rows = {}
+    def on_train_batch_start(self, trainer, module, batch, index):
+        self.rows.setdefault(trainer.current_epoch, []).extend(batch.indices.tolist())
+
+seen = Seen()
+pre = Pretrainer(preset="tiny", max_epochs=2, batch_size=4, patience=0, path=run,
+                 modalities=["image", "audio"], media_cache=None, seed=0)
+pre.fit(folder, devices=2, num_nodes=2, progress=False, callbacks=[seen])
+rank = int(os.environ["RANK"])
+probe = pre.embed(folder)["image"][:6].tolist()
+json.dump({"rows": seen.rows, "steps": pre.train_steps_, "probe": probe},
+          open(f"{out}.{rank}.json", "w"))
+if rank == 0:
+    pre.save(out + "-model")
+"""
+
+
+@pytest.mark.slow
+def test_a_pretrainer_fits_from_shards_on_two_nodes_of_two_processes(tmp_path):
+    """`Pretrainer.fit(folder, devices=2, num_nodes=2)` under two torchrun launches
+    (gloo, loopback): each process reads its own rows of each epoch (none twice), all
+    take the same steps, and every replica ends with the same weights."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    digits = make_dataset("av-digits", tmp_path / "avd", limit=12, show_progress=False)
+    shards = tmp_path / "shards"  # 40 training rows: 10 a process, 2 batches and a half
+    write_shards(digits, shards, shard_rows=8, image_size=None, show_progress=False)
+    script = tmp_path / "fit.py"
+    script.write_text(TORCHRUN_FIT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    out = tmp_path / "out"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+         "--nproc-per-node", "2", "--node-rank", str(node), "--master-addr", "127.0.0.1",
+         "--master-port", str(port), str(script), str(shards), str(tmp_path / "run"),
+         str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), "\n".join(logs)[-4000:]
+    ranks = [json.loads((tmp_path / f"out.{r}.json").read_text()) for r in range(4)]
+    train = set(open_shards(shards).split("train").positions().tolist())
+    assert len({r["steps"] for r in ranks}) == 1 and ranks[0]["steps"] > 0
+    for epoch in ("0", "1"):
+        rows = [r["rows"][epoch] for r in ranks]
+        assert len({len(x) for x in rows}) == 1  # equal shares
+        every = [i for x in rows for i in x]
+        assert len(every) == len(set(every))  # no row twice in an epoch
+        assert set(every) <= train
+    for r in ranks[1:]:  # DDP keeps the replicas in step
+        np.testing.assert_allclose(r["probe"], ranks[0]["probe"], atol=1e-6)
+    again = Pretrainer.load(tmp_path / "out-model").embed(shards)["image"][:6]
+    np.testing.assert_allclose(again, ranks[0]["probe"], atol=1e-5)

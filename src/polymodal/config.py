@@ -101,6 +101,8 @@ class FitConfig:
     resume: bool = False
     init_from: str | None = None  # Predictor only: fine-tune from a saved model
     workers: int = 0  # DataLoader worker processes
+    devices: Any = 1  # per node; >1 (or "auto") runs DDP
+    num_nodes: int = 1  # under torchrun / SLURM
 
 
 @dataclass

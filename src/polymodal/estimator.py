@@ -226,7 +226,8 @@ class Estimator(DataPath):
     def fit(self, train: Any, tuning: Any = None, *, time_limit: float | None = None,
             on_error: OnError = "raise", devices: int | str = 1, progress: bool = True,
             callbacks: list[Any] | None = None, resume: bool = False,
-            init_from: str | os.PathLike[str] | None = None, workers: int = 0) -> Self:
+            init_from: str | os.PathLike[str] | None = None, workers: int = 0,
+            num_nodes: int = 1) -> Self:
         """Train on ``train`` (a manifest path, DataFrame or Manifest, or a shard folder
         written by ``polymodal shard``: its path or URL).
 
@@ -236,7 +237,8 @@ class Estimator(DataPath):
         ``callbacks`` are extra Lightning callbacks; ``resume=True`` continues an
         interrupted run in the same ``path`` from its last checkpoint; ``workers``
         DataLoader processes decode the batches (a shard folder's each read a run of
-        its shards).
+        its shards); ``devices`` per node and ``num_nodes`` run DDP (under torchrun or
+        SLURM, one process per device, each reading its own share of a shard folder).
         """
         import lightning as L
 
@@ -280,16 +282,17 @@ class Estimator(DataPath):
             self.run_dir_, max_epochs=preset.max_epochs if self.max_epochs is None
             else self.max_epochs, patience=self._patience(preset),
             time_limit=remaining_time(start, time_limit), devices=devices,
+            num_nodes=num_nodes,
             has_validation=validates, precision=self.precision, progress=progress,
             resume=resume, callbacks=[*(callbacks or []), *self._callbacks()])
         memory = self.memory_cache_mb
         disk = open_media_cache(self.media_cache)  # decoded media across runs
         train_loader = self._loader(m, shuffle=True, with_labels=True, on_error=on_error,
                                     memory_cache_mb=memory, drop_last=self._drop_last(m),
-                                    media_cache=disk, workers=workers)
+                                    media_cache=disk, workers=workers, per_process=True)
         val_loader = self._loader(tune, shuffle=False, with_labels=True, on_error=on_error,
                                   memory_cache_mb=memory / 4, media_cache=disk,
-                                  workers=workers)
+                                  workers=workers, per_process=True)
         self.ended_ = fit_run(trainer, lit, train_loader, val_loader if validates else None,
                               self.run_dir_, resume=resume)
         self.train_steps_ = int(trainer.global_step)

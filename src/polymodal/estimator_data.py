@@ -75,13 +75,16 @@ class DataPath:
                 with_labels: bool = False, on_error: OnError = "raise",
                 noise: Noise | None = None, memory_cache_mb: float = 0,
                 drop_last: bool = False, media_cache: MediaCache | None = None,
-                workers: int = 0) -> torch.utils.data.DataLoader:
+                workers: int = 0, per_process: bool = False
+                ) -> torch.utils.data.DataLoader:
         """Batches of ``m``: a manifest's through a seeded epoch shuffle, a shard
-        folder's streamed (each process its own share; resumable mid-epoch)."""
+        folder's streamed (resumable mid-epoch); ``per_process`` (a fit's): under DDP
+        each process reads its own share of a shard folder, else every row."""
         if isinstance(m, ShardSource):
             columns = list(columns or self.columns_)
+            whole = {} if per_process else {"rank": 0, "world_size": 1}
             return m.loader(self._transforms(m, columns, noise), self.batch_size_,
-                            shuffle=shuffle, seed=self.seed, drop_last=drop_last,
+                            shuffle=shuffle, seed=self.seed, drop_last=drop_last, **whole,
                             columns=columns, on_error=on_error, num_workers=workers,
                             label_transform=self._label_transform() if with_labels
                             else None)

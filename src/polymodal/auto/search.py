@@ -100,7 +100,8 @@ def _say(progress: bool, text: str) -> None:
 def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
              time_limit: float | None = None, on_error: OnError = "raise",
              devices: int | str = 1, progress: bool = True, callbacks: list[Any] | None = None,
-             resume: bool = False, init_from: Any = None, workers: int = 0) -> Predictor:
+             resume: bool = False, init_from: Any = None, workers: int = 0,
+             num_nodes: int = 1) -> Predictor:
     """Fit ``pred`` (``preset="auto"``) by trying its candidates; see the module."""
     from polymodal.training.skips import training_skip_report
 
@@ -146,7 +147,8 @@ def fit_auto(pred: Predictor, train: Any, tuning: Any = None, *,
             if spec.head == "network":
                 _fit_network(pred, trial, m, tune, feats, deadline if finished else None,
                              on_error=on_error, devices=devices, progress=progress,
-                             callbacks=callbacks, init_from=init_from, workers=workers)
+                             callbacks=callbacks, init_from=init_from, workers=workers,
+                             num_nodes=num_nodes)
             else:
                 _fit_sklearn_trial(pred, trial, feats, y_train, y_val,
                                    deadline if finished else None)

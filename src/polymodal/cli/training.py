@@ -81,7 +81,8 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
                           "text, image and audio columns (--role COLUMN=text reads a "
                           "column as words)")
         fit_args: dict[str, Any] = {"time_limit": fit.time_limit, "on_error": fit.on_error,
-                                    "resume": fit.resume, "workers": int(fit.workers)}
+                                    "resume": fit.resume, "workers": int(fit.workers),
+                                    "devices": fit.devices, "num_nodes": int(fit.num_nodes)}
         if fit.init_from is not None:
             fit_args["init_from"] = fit.init_from
         model.fit(train, fit.tuning, **fit_args)

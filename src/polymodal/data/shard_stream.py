@@ -190,9 +190,12 @@ class ShardDataset(IterableDataset):
         return rank * share, share
 
     def n_batches(self) -> int:
-        """Batches this process yields in an epoch."""
+        """Batches this process yields in an epoch (``drop_last`` drops a partial last
+        batch, not the only one: a share smaller than a batch is one batch)."""
         _, share = self.span()
-        return share // self.batch_size if self.drop_last else -(-share // self.batch_size)
+        if self.drop_last and share >= self.batch_size:
+            return share // self.batch_size
+        return -(-share // self.batch_size)
 
     def worker_batches(self, workers: int) -> list[range]:
         """The contiguous run of this process's batches each worker yields."""

@@ -11,7 +11,7 @@ from typing import Any
 _WHERE = {
     "AtomicCheckpointIO": "module", "CheckpointError": "module", "LitEstimator": "module",
     "UnfreezeEncoders": "module", "load_training_checkpoint": "module",
-    "make_trainer": "module", "warmup_cosine": "module",
+    "make_trainer": "trainer", "default_precision": "trainer", "warmup_cosine": "module",
     "Deadline": "run", "fit_run": "run", "remaining_time": "run",
     "TrainingInterrupted": "interrupt",
 }
