@@ -31,12 +31,14 @@ bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a s
 	$(MAKE) sysdeps SYS_PACKAGES="$(BENCH_PACKAGES) $(GENERAL_PACKAGES)"
 	$(PY) -m benchmarks --quick
 
-# Debian packages of the pictures builtin:general is measured on (benchmarks/general_model.py)
+# Debian packages of the pictures builtin:general is trained and measured on (its corpus,
+# polymodal.library.general.sources) and of the mixed folder its library is measured on
 GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme \
 	papirus-icon-theme breeze-icon-theme gnome-icon-theme mate-icon-theme faenza-icon-theme \
-	elementary-icon-theme numix-icon-theme wesnoth-1.16-data freeciv-data
+	elementary-icon-theme numix-icon-theme wesnoth-1.16-data freeciv-data \
+	yaru-theme-icon moka-icon-theme suru-icon-theme lxde-icon-theme
 
-model: $(STAMP) ## build builtin:general into src/polymodal/models/ (shipped; nothing trained)
+model: $(STAMP) ## train builtin:general's heads on the corpus into src/polymodal/models/ (shipped)
 	$(MAKE) sysdeps SYS_PACKAGES="$(GENERAL_PACKAGES)"
 	$(PY) -m polymodal.library.general.build
 

@@ -174,6 +174,18 @@ def concept_confidence(probs: torch.Tensor) -> torch.Tensor:
     return (1.0 - entropy / math.log(n)).clamp(0.0, 1.0)
 
 
+def with_pooled(placed: torch.Tensor, pooled: torch.Tensor, null_axis: bool = True
+                ) -> torch.Tensor:
+    """``(B, output_dim + 1280)``: the bridge's vectors followed by EfficientNet-Lite0's
+    pooled features, normalised and scaled by the bridge's confidence weight ``w`` (the
+    norm of its first axes; 1 without the "nothing" axis), so that an unplaceable
+    picture keeps little of them (the input of the general model's trained head)."""
+    unit = torch.nn.functional.normalize(pooled, dim=-1)
+    w = placed[:, :-1].norm(dim=-1, keepdim=True) if null_axis else \
+        torch.ones_like(placed[:, :1])
+    return torch.cat([placed, w * unit], dim=-1)
+
+
 def mix_concepts(probs: torch.Tensor, vectors: torch.Tensor, top_k: int | None = TOP_K
                  ) -> torch.Tensor:
     """``(B, d)``: the name vectors mixed by each distribution's ``top_k`` largest
@@ -188,7 +200,7 @@ def mix_concepts(probs: torch.Tensor, vectors: torch.Tensor, top_k: int | None =
 
 
 @register_encoder("imagenet-bridge", modality="image", pretrained=True, offline=_has_parts,
-                  output_dim="385 (384 with null_axis=False)",
+                  output_dim="385 (384 with null_axis=False; 1280 more with pooled=True)",
                   description="a picture in MiniLM's sentence space with no training: "
                               "EfficientNet-Lite0's ImageNet concepts mixing MiniLM vectors "
                               "of their names, with a 'nothing' axis for unplaceable ones")
@@ -206,6 +218,8 @@ class ImageNetBridge(ModalityEncoder):
         image_size: input size (224 as trained).
         vectors: ``(1000, d)`` name vectors to use instead of MiniLM's (tests, other
             text towers).
+        pooled: also output the classifier's pooled features (:func:`with_pooled`),
+            1280 more axes, for a trained head to read.
     """
 
     modality = "image"
@@ -215,7 +229,7 @@ class ImageNetBridge(ModalityEncoder):
                  prompts: Sequence[str] = PROMPTS, null_axis: bool = True,
                  confident_at: float = CONFIDENT_AT,
                  weights: str | os.PathLike[str] | None = None, image_size: int = 224,
-                 vectors: torch.Tensor | None = None) -> None:
+                 vectors: torch.Tensor | None = None, pooled: bool = False) -> None:
         super().__init__()
         from polymodal.encoders.efficientnet_lite import efficientnet_lite0
 
@@ -235,13 +249,14 @@ class ImageNetBridge(ModalityEncoder):
                              "classes")
         self.register_buffer("vectors", vecs.contiguous())
         self.text_dim = int(vecs.shape[1])
-        self.output_dim = self.text_dim + int(null_axis)
+        self.pooled = bool(pooled)
+        self.output_dim = self.text_dim + int(null_axis) + 1280 * self.pooled
         self.freeze()
 
     def config(self) -> dict[str, Any]:
         return {"top_k": self.top_k, "temperature": self.temperature,
                 "prompts": list(self.prompts), "null_axis": self.null_axis,
-                "confident_at": self.confident_at,
+                "confident_at": self.confident_at, "pooled": self.pooled,
                 "weights": str(self.weights) if self.weights else None,
                 "image_size": self.image_size}
 
@@ -272,4 +287,8 @@ class ImageNetBridge(ModalityEncoder):
         return torch.cat([w * u, (1.0 - w * w).clamp(min=0.0).sqrt()], dim=-1)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        return single_token(self.place(self.logits(inputs)))
+        if not self.pooled:
+            return single_token(self.place(self.logits(inputs)))
+        features = self.net.forward_features(inputs).mean(dim=(2, 3))
+        return single_token(with_pooled(self.place(self.net.classify(features)), features,
+                                        self.null_axis))

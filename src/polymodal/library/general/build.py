@@ -1,13 +1,17 @@
 """Build ``builtin:general`` into ``polymodal/models/`` (``make model``)::
 
     python -m polymodal.library.general.build            # name vectors + model folder
+    python -m polymodal.library.general.build --untrained  # the bridge alone, as before
     python -m polymodal.library.general.build --choose   # the bridge's temperature grid
 
-Nothing is trained: the model is the concept bridge (:mod:`polymodal.encoders.bridge`)
-for pictures, MiniLM for captions, Whisper -> MiniLM (``speech-text``) for speech, each
-put into the bridge's 385-d space by a fixed linear head (identity for the bridge,
-MiniLM's 384 axes plus a 0 on the "nothing" axis for the words). What is shipped: the
-MiniLM vectors of the ImageNet names (1.5 MB) and those heads (2 MB of safetensors).
+The model: the concept bridge (:mod:`polymodal.encoders.bridge`, with EfficientNet-
+Lite0's pooled features) for pictures, MiniLM for captions, Whisper -> MiniLM
+(``speech-text``) for speech, each put into the bridge's 385-d space by a linear head:
+the residual heads of :mod:`.heads`, trained here on the whole picture corpus
+(:mod:`.sources`, every source but the tuxpaint test split; the speech head is the
+caption's). ``--untrained``: the fixed heads (identity for the bridge, MiniLM's 384
+axes plus a 0 on the "nothing" axis for the words). What is shipped: the MiniLM vectors
+of the ImageNet names (1.5 MB) and the heads (safetensors).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from polymodal.encoders.bridge import (
     write_vectors,
 )
 from polymodal.library.answer import CALIBRATION
+from polymodal.library.general.heads import HeadSettings
 
 #: the shipped model folder (package data)
 MODEL_FOLDER = SHIPPED.parent / "general"
@@ -47,14 +52,21 @@ ROLES: dict[str, dict[str, str]] = {
     "image": {"role": "image", "source": "path"},
     "speech": {"role": "audio", "source": "path"},
 }
+_BRIDGE = {"top_k": TOP_K, "temperature": TEMPERATURE, "confident_at": CONFIDENT_AT,
+           "prompts": list(PROMPTS)}
+#: the untrained model's towers (``--untrained``)
 ENCODERS: dict[str, dict[str, Any]] = {
     "caption": {"name": "minilm", "options": {}},
     # the bridge's settings written out, so that a change of them is a new model folder
-    "image": {"name": "imagenet-bridge",
-              "options": {"top_k": TOP_K, "temperature": TEMPERATURE,
-                          "confident_at": CONFIDENT_AT, "prompts": list(PROMPTS)}},
+    "image": {"name": "imagenet-bridge", "options": _BRIDGE},
     "speech": {"name": "speech-text", "options": {"text_encoder": "minilm"}},
 }
+#: the trained model's: the bridge also gives its pooled features to the picture head
+TRAINED_ENCODERS: dict[str, dict[str, Any]] = {
+    **ENCODERS, "image": {"name": "imagenet-bridge", "options": {**_BRIDGE, "pooled": True}}}
+#: the shipped heads' training settings: chosen on training-only sources (breeze and
+#: numix left out; ``loso.choose_settings``, in the general-model benchmark)
+SHIPPED_SETTINGS = HeadSettings(epochs=10, anchor=0.1, pooled=True)
 
 
 def build_vectors(path: Path = SHIPPED) -> Path:
@@ -76,24 +88,32 @@ def fixed_heads(dim_in_text: int = 384) -> dict[str, torch.Tensor]:
     return {"caption": text, "image": torch.eye(out), "speech": text.clone()}
 
 
-def build_model(folder: Path = MODEL_FOLDER) -> Path:
-    """Write the ``builtin:general`` folder (a saved Pretrainer that loads offline)."""
+def build_model(folder: Path = MODEL_FOLDER,
+                trained: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the ``builtin:general`` folder (a saved Pretrainer that loads offline): the
+    fixed heads, or the ``trained`` picture and caption heads (:mod:`.heads`; the
+    speech head is the caption's, a transcript being words)."""
     from polymodal.pretraining import Pretrainer
 
+    encoders = ENCODERS if trained is None else TRAINED_ENCODERS
     pre = Pretrainer(modalities=sorted(ROLES), preset="pretrained", projection="linear",
                      dim=385, seed=0,
-                     encoders={c: (e["name"], e["options"]) for c, e in ENCODERS.items()})
+                     encoders={c: (e["name"], e["options"]) for c, e in encoders.items()})
     fitted = {"columns": sorted(ROLES), "roles": ROLES, "dim": 385, "anchor": None,
-              "batch_size": 64, "encoders": ENCODERS}
+              "batch_size": 64, "encoders": encoders}
     pre._restore(fitted)  # the load path's own: what a fit would have learnt
-    pre.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in ENCODERS.items()}
+    pre.encoder_specs_ = {c: (e["name"], e["options"]) for c, e in encoders.items()}
     from polymodal.checkpoint import build_encoders
 
     pre._encoders = build_encoders(pre.encoder_specs_, {})
     pre._cache_loaders = {}
     pre.model_ = pre._make_model()
     with torch.no_grad():
-        for column, weight in fixed_heads().items():
+        heads = fixed_heads()
+        if trained is not None:
+            heads = {"image": trained["image"], "caption": trained["caption"],
+                     "speech": trained["caption"].clone()}
+        for column, weight in heads.items():
             linear = pre.model_.heads[column].net
             linear.weight.copy_(weight)
             linear.bias.zero_()
@@ -108,6 +128,14 @@ def build_model(folder: Path = MODEL_FOLDER) -> Path:
     return folder
 
 
+def trained_heads(cache: Path) -> dict[str, torch.Tensor]:
+    """The heads trained on the whole corpus (its tower outputs kept in ``cache``: the
+    first run encodes about 21,000 pictures, half an hour on one CPU)."""
+    from polymodal.library.general.loso import load_all, shipped_weights
+
+    return shipped_weights(load_all(cache), SHIPPED_SETTINGS)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``make model``: the name vectors, then the model folder; ``--choose``: print the
     bridge's temperature grid instead."""
@@ -115,6 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--choose", action="store_true",
                         help="print the temperature / top-k grid on the non-held-out "
                              "sources instead of building")
+    parser.add_argument("--untrained", action="store_true",
+                        help="the bridge alone, with fixed heads (nothing trained)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="where the corpus's tower outputs are kept (default: "
+                             "$POLYMODAL_MODELS/general-corpus)")
     args = parser.parse_args(argv)
     if args.choose:
         from polymodal.library.general.tuning import print_grid
@@ -122,7 +155,14 @@ def main(argv: list[str] | None = None) -> None:
         print_grid()
         return
     print(f"name vectors -> {build_vectors()}")
-    print(f"builtin:general -> {build_model()}")
+    if args.untrained:
+        print(f"builtin:general (untrained) -> {build_model()}")
+        return
+    from polymodal.library.builtin import models_home
+
+    torch.set_num_threads(1)
+    heads = trained_heads(args.cache or models_home() / "general-corpus")
+    print(f"builtin:general -> {build_model(trained=heads)}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ class Features:
     captions: list[str]
     images: np.ndarray
     words: np.ndarray
+    #: EfficientNet-Lite0's pooled features (N, 1280), normalised, scaled by the bridge's
+    #: confidence (the picture tower's second part when the heads use them)
+    pooled: np.ndarray | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -36,7 +39,8 @@ class Features:
         """The rows at ``index``."""
         index = np.asarray(index, dtype=int)
         return Features(self.source, [self.captions[i] for i in index],
-                        self.images[index], self.words[index])
+                        self.images[index], self.words[index],
+                        None if self.pooled is None else self.pooled[index])
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -67,9 +71,18 @@ def source_features(source: Source, cache: Path, rows: pd.DataFrame | None = Non
     table = source.rows() if rows is None else rows
     captions = [str(c) for c in table["caption"]]
     pooled = chunked_features(list(table["image"]), cache)
-    images = bridge_vectors(pooled, _bridge(ImageNetBridge))
-    return Features(source.name, captions, images.astype(np.float32),
-                    text_vectors(captions, cache))
+    images = bridge_vectors(pooled, _bridge(ImageNetBridge)).astype(np.float32)
+    return Features(source.name, captions, images, text_vectors(captions, cache),
+                    scaled_pooled(pooled, images))
+
+
+def scaled_pooled(pooled: np.ndarray, bridged: np.ndarray) -> np.ndarray:
+    """Pooled features, normalised and scaled by the bridge's confidence weight (the
+    bridge's own :func:`~polymodal.encoders.bridge.with_pooled`)."""
+    from polymodal.encoders.bridge import with_pooled
+
+    both = with_pooled(torch.as_tensor(bridged), torch.as_tensor(pooled))
+    return both[:, bridged.shape[1]:].numpy().astype(np.float32)
 
 
 _BRIDGES: dict[str, torch.nn.Module] = {}
@@ -83,9 +96,11 @@ def _bridge(kind: type) -> torch.nn.Module:
 
 def concat(parts: list[Features], name: str = "corpus") -> Features:
     """Several sources' rows as one."""
+    pooled = None if any(p.pooled is None for p in parts) else \
+        np.concatenate([p.pooled for p in parts])
     return Features(name, [c for p in parts for c in p.captions],
                     np.concatenate([p.images for p in parts]),
-                    np.concatenate([p.words for p in parts]))
+                    np.concatenate([p.words for p in parts]), pooled)
 
 
 def distinct(features: Features) -> Features:

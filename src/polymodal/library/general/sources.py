@@ -82,7 +82,8 @@ _FRAME_WORDS = {"n", "s", "e", "w", "ne", "nw", "se", "sw", "attack", "defend", 
                 "melee", "ranged", "idle", "moving", "leading", "healing", "magic",
                 "flying", "bob", "hit", "miss", "death", "dying", "shadow", "mask", "alt",
                 "large", "small", "tile", "base", "top", "bottom", "left", "right", "i",
-                "ii", "iii", "iv", "v", "front", "back", "old", "new", "sheet", "frame"}
+                "ii", "iii", "iv", "v", "front", "back", "old", "new", "sheet", "frame",
+                "cw", "ccw", "br", "bl", "tl", "tr", "ll", "lr", "ul", "ur", "lx", "rx"}
 
 
 def clean_art_name(stem: str) -> str:
@@ -164,10 +165,10 @@ TRAINING: dict[str, Source] = {
 #: game art, trained on and measured (kinds no icon theme has)
 GAME_ART: dict[str, Source] = {
     "wesnoth": Source("wesnoth", "wesnoth-1.16-data", "GPL-2+",
-                      "game art (units, items, scenery, portraits)",
+                      "game art (units, items, scenery, portraits, terrain)",
                       lambda: art_folder([_WESNOTH / f for f in
                                           ("units", "items", "scenery", "portraits",
-                                           "attacks")])),
+                                           "attacks", "terrain")])),
     "freeciv": Source("freeciv", "freeciv-data", "GPL-2+",
                       "game art (nation flags, buildings, wonders)",
                       lambda: pd.concat([art_folder([_FREECIV / "flags"], "flag"),

@@ -1,0 +1,118 @@
+"""LiT-style heads on the locked towers, trained on cached tower outputs (:mod:`.features`).
+
+The heads are residual: the picture head starts as the identity on the bridge's 385
+axes, the caption head as MiniLM's 384 axes (0 on the "nothing" axis), i.e. exactly the
+untrained ``builtin:general``; training learns a correction ``W = W0 + delta`` with an
+L2 pull of ``delta`` towards 0, so a name the corpus never had still falls back on the
+bridge. The "nothing" axis is kept as it is: the picture head passes it through (its
+row and column of ``delta`` are 0), the caption head leaves it 0. Loss: symmetric
+InfoNCE with a fixed temperature, one picture per caption key in a batch's positives
+(rows of the same key are not each other's negatives)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from polymodal.library.general.features import Features
+
+#: the bridge's size (MiniLM's 384 axes plus the "nothing" axis)
+DIM = 385
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """How the heads are trained: epochs, batch, learning rate, the pull towards the
+    untrained heads (``anchor``), InfoNCE temperature and seed."""
+
+    epochs: int = 6
+    batch_size: int = 512
+    lr: float = 1e-3
+    anchor: float = 1.0
+    temperature: float = 0.05
+    seed: int = 0
+    #: the picture head also reads EfficientNet-Lite0's pooled features (1280 more
+    #: inputs, starting at 0 weight)
+    pooled: bool = False
+
+
+#: the pooled features' size
+POOLED = 1280
+
+
+def untrained_weights(pooled: bool = False) -> dict[str, torch.Tensor]:
+    """The heads of the untrained model: identity for the picture (0 on the pooled
+    features, if read), MiniLM's axes copied (0 on the "nothing" axis) for the
+    caption."""
+    text = torch.zeros(DIM, DIM - 1)
+    text[: DIM - 1] = torch.eye(DIM - 1)
+    image = torch.cat([torch.eye(DIM), torch.zeros(DIM, POOLED)], 1) if pooled else \
+        torch.eye(DIM)
+    return {"image": image, "caption": text}
+
+
+def picture_inputs(features: Features, pooled: bool) -> np.ndarray:
+    """The picture head's inputs: the bridge vectors, and the scaled pooled features."""
+    if not pooled:
+        return features.images
+    if features.pooled is None:
+        raise ValueError(f"{features.source}: the heads read pooled features, none given")
+    return np.concatenate([features.images, features.pooled], axis=1)
+
+
+def _masks(pooled: bool = False) -> dict[str, torch.Tensor]:
+    image = torch.ones(DIM, DIM + POOLED * pooled)
+    image[-1, :] = 0
+    image[:, DIM - 1] = 0
+    text = torch.ones(DIM, DIM - 1)
+    text[-1, :] = 0
+    return {"image": image, "caption": text}
+
+
+def embed(weights: dict[str, torch.Tensor], column: str, x: np.ndarray | torch.Tensor
+          ) -> np.ndarray:
+    """Normalised embeddings of tower outputs ``x`` through the head of ``column``."""
+    with torch.no_grad():
+        out = torch.as_tensor(x, dtype=torch.float32) @ weights[column].T
+        return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+
+def train_heads(train: Features, settings: HeadSettings = HeadSettings()
+                ) -> dict[str, torch.Tensor]:
+    """The picture and caption heads' weights, trained on ``train``'s pairs."""
+    if len(train) < 2:
+        raise ValueError(f"training the heads needs at least 2 pairs, got {len(train)}")
+    g = torch.Generator().manual_seed(settings.seed)
+    base, masks = untrained_weights(settings.pooled), _masks(settings.pooled)
+    delta = {c: torch.zeros_like(w, requires_grad=True) for c, w in base.items()}
+    opt = torch.optim.Adam(list(delta.values()), lr=settings.lr)
+    images = torch.as_tensor(picture_inputs(train, settings.pooled), dtype=torch.float32)
+    words = torch.as_tensor(train.words, dtype=torch.float32)
+    keys = np.unique(train.keys, return_inverse=True)[1]
+    key_t = torch.as_tensor(keys)
+    n = len(train)
+    for _ in range(settings.epochs):
+        order = torch.randperm(n, generator=g)
+        for i in range(0, n - 1, settings.batch_size):
+            b = order[i: i + settings.batch_size]
+            if len(b) < 2:
+                continue
+            w_img = base["image"] + masks["image"] * delta["image"]
+            w_txt = base["caption"] + masks["caption"] * delta["caption"]
+            u = torch.nn.functional.normalize(images[b] @ w_img.T, dim=-1)
+            t = torch.nn.functional.normalize(words[b] @ w_txt.T, dim=-1)
+            logits = u @ t.T / settings.temperature
+            same = key_t[b][:, None] == key_t[b][None, :]
+            eye = torch.eye(len(b), dtype=torch.bool)
+            logits = logits.masked_fill(same & ~eye, float("-inf"))
+            target = torch.arange(len(b))
+            loss = (torch.nn.functional.cross_entropy(logits, target)
+                    + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+            pull = sum((d * m).pow(2).sum() for d, m in zip(delta.values(), masks.values(),
+                                                             strict=True))
+            opt.zero_grad()
+            (loss + settings.anchor * pull).backward()
+            opt.step()
+    return {c: (base[c] + masks[c] * delta[c]).detach().clone() for c in base}
