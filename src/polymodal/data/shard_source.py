@@ -128,10 +128,15 @@ class ShardSource:
         """A pandas table of this source's rows: position, manifest row, id, label, split."""
         import pandas as pd
 
-        if self._index is None:
-            with open_file(self.path, INDEX_FILE) as fh:
-                self._index = pd.read_parquet(fh).set_index("position", drop=False)
-        return self._index.loc[self.positions()]
+        if getattr(self, "_mine", None) is None:
+            if self._index is None:
+                with open_file(self.path, INDEX_FILE) as fh:
+                    self._index = pd.read_parquet(fh).set_index("position", drop=False)
+            positions = self.positions()
+            whole = len(positions) == len(self._index) and \
+                bool((positions == self._index.index.to_numpy()).all())
+            self._mine = self._index if whole else self._index.loc[positions]
+        return self._mine
 
     def labels(self) -> list[Any]:
         """Every row's label (None where it has none), in folder order."""

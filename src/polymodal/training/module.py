@@ -190,9 +190,17 @@ class SkipTracking(L.LightningModule):
         if isinstance(batch, Batch):
             stage = "train" if self.trainer.training else "val"
             self.skip_report.extend(batch.skipped)
-            self.visited[stage].update(batch.indices.tolist())
-            self.visited[stage].update(batch.skipped_indices)
+            if not self._streamed(stage):  # a stream's bad rows all reach its batches
+                self.visited[stage].update(batch.indices.tolist())
+                self.visited[stage].update(batch.skipped_indices)
         return batch
+
+    def _streamed(self, stage: str) -> bool:
+        """Does ``stage`` read an iterable dataset (a shard folder: nothing to sweep
+        after the run, so its rows are not recorded: a million of them is 60 MB)?"""
+        loader = self.trainer.train_dataloader if stage == "train" else \
+            self.trainer.val_dataloaders
+        return isinstance(getattr(loader, "dataset", None), torch.utils.data.IterableDataset)
 
     def on_train_epoch_start(self) -> None:  # a streamed loader plans Lightning's epoch
         loader = self.trainer.train_dataloader
