@@ -116,10 +116,10 @@ def _retrieval_rows(models: dict[str, Any], features: dict[str, Any], quick: boo
             [k not in res["train_keys"] for k in test.take(index).keys])}
         n = len(index)
         for queries in ("all", "unseen"):
-            label = f"caption -> picture ({queries})"
             lit_m, chance = measure(lit_images, lit_words, captions, keep[queries])
             if not chance:  # every caption was seen in training
                 continue
+            label = f"caption -> picture ({queries}: {lit_m['queries']:.0f} captions)"
             rows.append(_row(name, n, label, "chance", chance, chance))
             for m in res["results"]:
                 if m.queries == queries:
