@@ -1,10 +1,12 @@
 """Captioning on held-out pictures: the Captioner (frozen EfficientNet-Lite0 features, a
 small Transformer decoder trained here) against the nearest-neighbour baseline (the
 caption of the most similar training picture by the same EfficientNet-Lite0 features)
-and chance (a random training caption), in the same run, on tuxpaint's test stamps and
-fashion-mnist's test pictures. BLEU-4 from sacrebleu, CIDEr-D from pycocoevalcap; on
-fashion-mnist also the share of captions that name the right class. A table of
-examples (picture + captions) goes with it into docs/img/ and the section's notes."""
+and chance (a random training caption), in the same run, on tuxpaint's test stamps,
+fashion-mnist's test pictures and sort-of-clevr's test scenes (described in words from
+their pixels here). BLEU-4 from sacrebleu, CIDEr-D from pycocoevalcap; on fashion-mnist
+also the share of captions that name the right class, on sort-of-clevr the share of
+objects described right. A table of examples (picture + captions) goes with it into
+docs/img/ and the section's notes."""
 
 from __future__ import annotations
 
@@ -137,9 +139,11 @@ def _scores(hyps: list[str], refs: list[str], labels: list[str] | None,
     return out
 
 
-def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]]) -> list[str]:
-    """Thumbnails of the first test pictures in docs/img/ and a markdown table of what
-    each method wrote for them."""
+def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]],
+              quick: bool) -> list[str]:
+    """Thumbnails of the first test pictures in docs/img/ (a smoke run's in the results
+    folder, not to overwrite the docs') and a markdown table of what each method wrote
+    for them."""
     from polymodal.data.media import decode_image
 
     rows = ["| picture | reference | captioner (beam 3) | nearest neighbour |",
@@ -149,7 +153,9 @@ def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]]) -> l
         picture = decode_image(Path(test["image"].iloc[i])).convert("RGBA")
         picture.thumbnail((96, 96))
         file = f"caption_{name.replace('-', '')}_{k}.png"
-        picture.save(DOCS / "img" / file)
+        folder = RESULTS / "img" if quick else DOCS / "img"
+        folder.mkdir(parents=True, exist_ok=True)
+        picture.save(folder / file)
         rows.append(f"| ![{test['id'].iloc[i]}](img/{file}) | {test['caption'].iloc[i]} | "
                     f"{written['beam'][i]} | {written['nn'][i]} |")
     return rows
@@ -192,7 +198,7 @@ def _one(name: str, quick: bool) -> tuple[list[list[str]], list[str]]:
                      f"{len(train):,} / {len(test):,}",
                      f"{fit_s:.0f}" if method.startswith("Captioner, g") else "",
                      f"{1000 * write_s:.0f}" if method.startswith("Captioner, g") else ""])
-    return rows, _examples(name, test, {"beam": beam, "nn": nearest})
+    return rows, _examples(name, test, {"beam": beam, "nn": nearest}, quick)
 
 
 def run(quick: bool = False) -> Section:
