@@ -144,6 +144,8 @@ def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]],
     """Thumbnails of the first test pictures in docs/img/ (a smoke run's in the results
     folder, not to overwrite the docs') and a markdown table of what each method wrote
     for them."""
+    from PIL import Image
+
     from polymodal.data.media import decode_image
 
     rows = ["| picture | reference | captioner (beam 3) | nearest neighbour |",
@@ -152,6 +154,10 @@ def _examples(name: str, test: pd.DataFrame, written: dict[str, list[str]],
     for k, i in enumerate(range(0, len(test), step)[: EXAMPLES[name]]):
         picture = decode_image(Path(test["image"].iloc[i])).convert("RGBA")
         picture.thumbnail((96, 96))
+        if picture.width < 84:  # fashion-mnist's 28 px and sort-of-clevr's 75, enlarged
+            scale = -(-84 // picture.width)
+            picture = picture.resize((picture.width * scale, picture.height * scale),
+                                     Image.NEAREST)
         file = f"caption_{name.replace('-', '')}_{k}.png"
         folder = RESULTS / "img" if quick else DOCS / "img"
         folder.mkdir(parents=True, exist_ok=True)
