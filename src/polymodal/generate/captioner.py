@@ -24,14 +24,30 @@ import torch
 
 from polymodal.data import Manifest
 from polymodal.data.errors import ManifestError, OnError, Problem
+from polymodal.data.schema import Schema
 from polymodal.estimator import Estimator
 from polymodal.generate.config import CaptionerConfig
-from polymodal.generate.decoder import CaptionLoss, CaptionModel
+from polymodal.generate.decoder import CaptionLoss, CaptionModel, sequence_log_likelihood
 from polymodal.generate.decoding import Hypothesis, decode
 from polymodal.generate.inputs import images_manifest
+from polymodal.generate.lm_decoder import (
+    SCRATCH,
+    LMCaptionModel,
+    lm_source,
+    load_language_model,
+)
 from polymodal.generate.tokens import Vocabulary
+from polymodal.generate.wording import (
+    CaptionTarget,
+    TokenizerWording,
+    Wording,
+    WordWording,
+    prompted,
+)
 
 KIND = "captioner"
+#: the label column a Captioner trained with questions reads (question + caption)
+PROMPTED = "__question_and_caption__"
 
 
 class Captioner(Estimator):
@@ -48,6 +64,16 @@ class Captioner(Estimator):
         dropout: dropout in the decoder.
         length_penalty: beam search scores log-likelihood / length ** this (0: the
             plain log-likelihood).
+        decoder: "scratch" (the default: a Transformer decoder trained here), or a
+            pretrained causal language model by name or folder, which
+            ``transformers.AutoModelForCausalLM`` loads from this machine (never
+            downloaded): prefix-conditioned on the picture, with its own tokenizer.
+        fine_tune: train the language model's weights too (default: frozen; only the
+            projection of the picture into its embedding space trains).
+        question: a column of questions: each caption is written after its row's
+            question (read, not predicted), so that ``caption(..., question=...)`` and
+            ``Library.ask`` write about a picture given a question.
+        max_question_length: a question's tokens kept (the rest cut).
         encoders: the picture tower, e.g. ``{"image": "cnn"}`` (default: the preset's).
         preset: where the tower and sizes come from; "pretrained" (the default) is the
             frozen EfficientNet-Lite0 with cached features, "tiny" a small CNN trained
@@ -71,6 +97,8 @@ class Captioner(Estimator):
     def __init__(self, image: str | None = None, text: str = "caption", layers: int = 2,
                  heads: int = 4, max_length: int = 24, min_count: int = 1,
                  dropout: float = 0.1, length_penalty: float = 0.0,
+                 decoder: str = SCRATCH, fine_tune: bool = False,
+                 question: str | None = None, max_question_length: int = 16,
                  encoders: Mapping[str, str | tuple[str, dict[str, Any]]] | None = None,
                  preset: str = "pretrained", dim: int | None = None,
                  max_epochs: int | None = None, batch_size: int | None = None,
@@ -85,16 +113,38 @@ class Captioner(Estimator):
         resolve_preset(preset)
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1 token, got {max_length}")
+        if max_question_length < 0:
+            raise ValueError("max_question_length must be >= 0, got "
+                             f"{max_question_length}")
         self._store(locals())
+
+    @property
+    def _max_question(self) -> int | None:
+        """A question's tokens kept, or None: trained without questions."""
+        return None if self.question is None else self.max_question_length
 
     # -- the rows and columns -----------------------------------------------------
     def _read(self, data: Any) -> Manifest:
         roles = {**(self.roles or {}), self.text: "label"}
+        if self.question is not None:
+            roles[self.question] = "ignore"
         m = Manifest.read(data, label=self.text, roles=roles)
-        if self.text not in m.table.columns:
-            raise ManifestError(f"{m.source}: caption column {self.text!r} is not in the "
-                                f"manifest; columns: {list(m.table.columns)}")
-        return m
+        for name, what in ((self.text, "caption"), (self.question, "question")):
+            if name is not None and name not in m.table.columns:
+                raise ManifestError(f"{m.source}: {what} column {name!r} is not in the "
+                                    f"manifest; columns: {list(m.table.columns)}")
+        if self.question is None:
+            return m
+        # the label the loss sees: the row's question and caption in one cell
+        table = m.table.copy()
+        table[PROMPTED] = [prompted(q, c) if isinstance(c, str) and c.strip() else None
+                           for q, c in zip(m.table[self.question].where(
+                               m.table[self.question].notna(), None),
+                               m.table[self.text], strict=True)]
+        schema = Schema.from_dict({**m.schema.to_dict(), self.text: "ignore",
+                                   PROMPTED: "label"})
+        return Manifest(table, schema, root=m.root, source=m.source, confine=m.confine,
+                        origin=m.origin)
 
     def _read_parts(self, train: Any, tuning: Any, on_error: OnError
                     ) -> tuple[Manifest, Manifest, list[Problem]]:
@@ -111,7 +161,25 @@ class Captioner(Estimator):
         if not captions:
             raise ValueError(f"{train.source}: caption column {self.text!r} is empty in "
                              "every training row")
-        self.vocabulary_ = Vocabulary.fit(captions, min_count=self.min_count)
+        if self.decoder != SCRATCH:
+            self._set_language_model(lm_source(self.decoder))
+            return
+        questions = [] if self.question is None else \
+            [q for q in train.table[self.question].tolist() if isinstance(q, str)]
+        self.vocabulary_ = Vocabulary.fit([*captions, *questions],
+                                          min_count=self.min_count)
+        self.wording_: Wording = WordWording(self.vocabulary_)
+
+    def _set_language_model(self, source: str) -> None:
+        """Load the language model and its tokenizer (refused, named, if absent)."""
+        self._language_model, tokenizer = load_language_model(source)
+        self.decoder_source_ = source
+        size = self._language_model.get_output_embeddings().weight.shape[0]
+        if len(tokenizer) > size:
+            raise ValueError(f"decoder {source!r}: its tokenizer has {len(tokenizer)} "
+                             f"tokens and the language model writes {size}")
+        self.vocabulary_ = None
+        self.wording_ = TokenizerWording(tokenizer, source, size)
 
     def _choose_columns(self, m: Manifest, init_from: Any = None) -> list[str]:
         if init_from is not None:
@@ -149,23 +217,51 @@ class Captioner(Estimator):
         return kept[0], kept[1], problems
 
     def _label_transform(self) -> Any:
-        return _CaptionTarget(self.vocabulary_, self.max_length)
+        return CaptionTarget(self.wording_, self.max_length, self._max_question)
 
-    def _make_model(self, cached: set[str] | None = None) -> CaptionModel:
+    def _make_model(self, cached: set[str] | None = None) -> torch.nn.Module:
+        if self.decoder != SCRATCH:
+            return LMCaptionModel(self._encoders, self._language_model,
+                                  max_length=self.max_length, fine_tune=self.fine_tune,
+                                  never=self.wording_.never, cached=cached)
         return CaptionModel(self._encoders, len(self.vocabulary_), self.dim_,
                             layers=self.layers, heads=self.heads,
-                            max_length=self.max_length, dropout=self.dropout, cached=cached)
+                            max_length=self.max_length, dropout=self.dropout, cached=cached,
+                            positions=Wording.length(self.max_length, self._max_question))
+
+    def _saved_module(self) -> torch.nn.Module:
+        if isinstance(self.model_, LMCaptionModel):
+            return self.model_.trained_parts()
+        return self.model_
 
     def _objective(self, train: Manifest) -> torch.nn.Module:
         return CaptionLoss()
 
     # -- writing ------------------------------------------------------------------
+    def _questions(self, question: str | Sequence[str] | None, n: int
+                   ) -> list[str | None] | None:
+        """One question a picture (or None: trained without questions)."""
+        if question is not None and self.question is None:
+            raise ValueError("this Captioner was trained without questions (question="
+                             "None); it writes from the picture alone: fit one with "
+                             "question=COLUMN to write given a question")
+        if self.question is None:
+            return None
+        if question is None or isinstance(question, str):
+            return [question] * n
+        questions = list(question)
+        if len(questions) != n:
+            raise ValueError(f"{len(questions)} questions for {n} pictures")
+        return questions
+
     @torch.no_grad()
     def write(self, pictures: torch.Tensor, lengths: torch.Tensor | None = None, *,
               beam: int = 1, max_length: int | None = None,
-              length_penalty: float | None = None) -> list[Hypothesis]:
+              length_penalty: float | None = None,
+              questions: Sequence[str | None] | None = None) -> list[Hypothesis]:
         """Hypotheses for a batch of collated pictures (the tower's ``preprocess``
-        outputs, stacked)."""
+        outputs, stacked), each after its question where the model was trained with
+        questions."""
         self._check_fitted()
         limit = self.max_length if max_length is None else max_length
         if limit > self.max_length:
@@ -175,15 +271,27 @@ class Captioner(Estimator):
         device = next(model.parameters()).device
         memory, padding = model.memory(pictures.to(device),
                                        None if lengths is None else lengths.to(device))
-        return decode(model.next_log_probs, memory, padding, limit, beam,
-                      self.length_penalty if length_penalty is None else length_penalty)
+        penalty = self.length_penalty if length_penalty is None else length_penalty
+        asked = [None] * memory.shape[0] if questions is None else list(questions)
+        out: list[Hypothesis | None] = [None] * len(asked)
+        for question in dict.fromkeys(asked):  # one search per distinct question
+            rows = [i for i, q in enumerate(asked) if q == question]
+            start = torch.tensor(self.wording_.prompt(question, self._max_question))
+            for row, hyp in zip(rows, decode(model.next_log_probs, memory[rows],
+                                             padding[rows], limit, beam, penalty,
+                                             start=start, eos=self.wording_.end),
+                                strict=True):
+                out[row] = hyp
+        return out  # type: ignore[return-value]
 
     def caption(self, data: Any, *, beam: int = 1, max_length: int | None = None,
-                length_penalty: float | None = None, on_error: OnError = "raise"
-                ) -> pd.DataFrame:
+                length_penalty: float | None = None,
+                question: str | Sequence[str] | None = None,
+                on_error: OnError = "raise") -> pd.DataFrame:
         """A caption for every picture of ``data``: a folder, a picture file, a list of
         files or Pillow images, or a manifest (file, DataFrame, Manifest) with a picture
-        column.
+        column. ``question`` (one for every picture, or one each) is read before the
+        caption by a Captioner trained with questions.
 
         Returns one row per input row: ``id``, ``file``, ``caption``,
         ``log_likelihood``, ``cut`` (decoding stopped at the length limit) and
@@ -191,12 +299,14 @@ class Captioner(Estimator):
         its file is bad under ``on_error="skip"``), else empty.
 
         Raises:
-            ValueError: ``data`` holds no picture column at all (it names what it holds).
+            ValueError: ``data`` holds no picture column at all (it names what it holds);
+                a question for a Captioner trained without questions.
             MediaError: a picture that cannot be decoded (``on_error="raise"``), located.
         """
         self._check_fitted()
         column = self.columns_[0]
         m, problems = images_manifest(data, column, self.roles_)
+        questions = self._questions(question, len(m))
         result = pd.DataFrame({"id": m.ids(), "file": m.table[column].tolist(),
                                "caption": None, "log_likelihood": np.nan, "cut": False,
                                "problem": problems})
@@ -211,59 +321,61 @@ class Captioner(Estimator):
                 result.loc[int(present[index]), "problem"] = str(problem.reason)
             if not len(batch):
                 continue
+            rows = [int(present[i]) for i in batch.indices.tolist()]
             written = self.write(batch.inputs[column], batch.lengths.get(column),
                                  beam=beam, max_length=max_length,
-                                 length_penalty=length_penalty)
-            for index, hyp in zip(batch.indices.tolist(), written, strict=True):
-                row = int(present[index])
-                result.loc[row, "caption"] = self.vocabulary_.decode(hyp.ids)
+                                 length_penalty=length_penalty,
+                                 questions=None if questions is None
+                                 else [questions[r] for r in rows])
+            for row, hyp in zip(rows, written, strict=True):
+                result.loc[row, "caption"] = self.wording_.decode(hyp.ids)
                 result.loc[row, "log_likelihood"] = hyp.log_likelihood
                 result.loc[row, "cut"] = hyp.cut
         for name in ("caption", "problem"):  # None, not NaN, where a row has none
             result[name] = result[name].astype(object).where(result[name].notna(), None)
         return result
 
-    def log_likelihood(self, data: Any, captions: Sequence[str]) -> np.ndarray:
-        """The model's log-likelihood of each given caption (``<eos>`` included) for
-        the pictures of ``data`` in order: the score the search maximises."""
+    def log_likelihood(self, data: Any, captions: Sequence[str], *,
+                       question: str | Sequence[str] | None = None) -> np.ndarray:
+        """The model's log-likelihood of each given caption (its end token included)
+        for the pictures of ``data`` in order (after ``question`` where the model was
+        trained with questions): the score the search maximises."""
         self._check_fitted()
         column = self.columns_[0]
         m, _ = images_manifest(data, column, self.roles_)
         if len(captions) != len(m):
             raise ValueError(f"{len(captions)} captions for {len(m)} pictures")
+        questions = self._questions(question, len(m))
         out = np.full(len(m), np.nan)
         model = self.model_.eval()
         with torch.no_grad():
             for batch in self._loader(m, shuffle=False, columns=[column]):
                 rows = batch.indices.tolist()
-                targets = torch.stack([self.vocabulary_.target(captions[r], self.max_length)
-                                       for r in rows])
+                labels = torch.stack([self.wording_.target(
+                    None if questions is None else questions[r], captions[r],
+                    self.max_length, self._max_question) for r in rows])
                 memory, padding = model.memory(batch.inputs[column],
                                                batch.lengths.get(column))
-                logp = torch.log_softmax(model.logits(targets[:, :-1], memory, padding), -1)
-                picked = logp.gather(-1, targets[:, 1:, None])[..., 0]
-                picked = picked.masked_fill(targets[:, 1:] == 0, 0.0)
-                out[rows] = picked.sum(-1).numpy()
+                logits = model.logits(labels[:, 0, :-1], memory, padding)
+                out[rows] = sequence_log_likelihood(logits, labels).numpy()
         return out
 
     # -- save / load ----------------------------------------------------------------
     def _fitted(self) -> dict[str, Any]:
+        lm = self.decoder != SCRATCH
         return {"columns": self.columns_, "roles": self.roles_, "dim": self.dim_,
-                "batch_size": self.batch_size_, "vocabulary": self.vocabulary_.words,
+                "batch_size": self.batch_size_,
+                "vocabulary": [] if lm else self.vocabulary_.words,
+                **({"decoder": self.decoder_source_} if lm else {}),
                 "encoders": {c: {"name": n, "options": o}
                              for c, (n, o) in self.encoder_specs_.items()}}
 
     def _restore(self, fitted: Mapping[str, Any]) -> None:
         self.columns_, self.roles_, self.dim_ = fitted["columns"], fitted["roles"], fitted["dim"]
         self.batch_size_ = fitted["batch_size"]
+        if self.decoder != SCRATCH:  # the language model loads from its name or folder
+            self._set_language_model(fitted["decoder"])
+            return
         self.vocabulary_ = Vocabulary(fitted["vocabulary"])
+        self.wording_ = WordWording(self.vocabulary_)
 
-
-class _CaptionTarget:
-    """A caption cell -> its padded ids (the dataset's label transform; picklable)."""
-
-    def __init__(self, vocabulary: Vocabulary, max_length: int) -> None:
-        self.vocabulary, self.max_length = vocabulary, max_length
-
-    def __call__(self, caption: Any) -> torch.Tensor:
-        return self.vocabulary.target(str(caption), self.max_length)

@@ -19,6 +19,10 @@ class CaptionerConfig:
     min_count: int = 1
     dropout: float = 0.1
     length_penalty: float = 0.0
+    decoder: str = "scratch"
+    fine_tune: bool = False
+    question: str | None = None
+    max_question_length: int = 16
     encoders: dict[str, Any] = field(default_factory=dict)
     preset: str = "pretrained"
     dim: int | None = None

@@ -4,7 +4,11 @@ hard length limit (a hypothesis that reaches it stops there, marked as cut).
 Both search under one score, the caption's log-likelihood divided by its length to the
 power ``length_penalty`` (0: the plain log-likelihood; GNMT's alpha). Beam search keeps
 the greedy caption among its candidates, so its score is never below greedy's on the
-same picture (plain beam search can prune the greedy path and end lower)."""
+same picture (plain beam search can prune the greedy path and end lower).
+
+Every search starts from ``start`` ids (default: ``<bos>`` alone; a question-prompted
+caption starts ``<bos>``, the question's words, then the separator) and ends at
+``eos``; both are parameters so that a pretrained language model's own ids serve."""
 
 from __future__ import annotations
 
@@ -40,14 +44,26 @@ def _check(max_length: int) -> None:
         raise ValueError(f"max_length must be at least 1 token, got {max_length}")
 
 
+def _start(start: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    """(n, P) first ids: ``start`` (one row for all, or one row each), else ``<bos>``."""
+    if start is None:
+        return torch.full((n, 1), BOS, dtype=torch.long, device=device)
+    start = start.to(device=device, dtype=torch.long)
+    if start.dim() == 1:
+        start = start[None]
+    return start.expand(n, -1).clone() if start.shape[0] == 1 else start
+
+
 @torch.no_grad()
 def greedy(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
-           max_length: int) -> list[Hypothesis]:
+           max_length: int, *, start: torch.Tensor | None = None, eos: int = EOS
+           ) -> list[Hypothesis]:
     """The most likely next word at each step, for every row of the batch, until
-    ``<eos>`` or ``max_length`` tokens."""
+    ``eos`` or ``max_length`` tokens written after ``start``."""
     _check(max_length)
     n = memory.shape[0]
-    ids = torch.full((n, 1), BOS, dtype=torch.long, device=memory.device)
+    ids = _start(start, n, memory.device)
+    first = ids.shape[1]
     total = torch.zeros(n, device=memory.device)
     done = torch.zeros(n, dtype=torch.bool, device=memory.device)
     ended = torch.zeros(n, dtype=torch.bool, device=memory.device)
@@ -55,24 +71,24 @@ def greedy(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
         logp = step(ids, memory, padding)
         best, word = logp.max(dim=-1)
         total = total + torch.where(done, torch.zeros_like(best), best)
-        word = torch.where(done, torch.full_like(word, EOS), word)
+        word = torch.where(done, torch.full_like(word, eos), word)
         ids = torch.cat([ids, word[:, None]], dim=1)
-        ended |= (word == EOS) & ~done
-        done |= word == EOS
+        ended |= (word == eos) & ~done
+        done |= word == eos
         if bool(done.all()):
             break
     out = []
     for i in range(n):
-        row = ids[i, 1:].tolist()
-        words = row[: row.index(EOS)] if EOS in row else row
+        row = ids[i, first:].tolist()
+        words = row[: row.index(eos)] if eos in row else row
         out.append(Hypothesis(words, float(total[i]), cut=not bool(ended[i])))
     return out
 
 
 @torch.no_grad()
 def beam_search(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
-                max_length: int, beam: int = 3, length_penalty: float = 0.0
-                ) -> list[Hypothesis]:
+                max_length: int, beam: int = 3, length_penalty: float = 0.0, *,
+                start: torch.Tensor | None = None, eos: int = EOS) -> list[Hypothesis]:
     """The best-scoring caption of each row found with ``beam`` hypotheses kept per
     step; a row stops once ``beam`` hypotheses have ended, or at ``max_length``."""
     _check(max_length)
@@ -81,7 +97,8 @@ def beam_search(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
     n, device = memory.shape[0], memory.device
     mem = memory.repeat_interleave(beam, dim=0)
     pad = padding.repeat_interleave(beam, dim=0)
-    ids = torch.full((n * beam, 1), BOS, dtype=torch.long, device=device)
+    ids = _start(start, n, device).repeat_interleave(beam, dim=0)
+    first = ids.shape[1]
     scores = torch.full((n, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one start per row, not `beam` copies of it
     finished: list[list[Hypothesis]] = [[] for _ in range(n)]
@@ -92,7 +109,7 @@ def beam_search(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
         candidates = (scores[:, :, None] + logp).view(n, -1)
         top, where = candidates.topk(min(2 * beam, candidates.shape[1]), dim=1)
         new_ids = ids.view(n, beam, -1).clone()
-        next_ids = torch.full((n, beam), EOS, dtype=torch.long, device=device)
+        next_ids = torch.full((n, beam), eos, dtype=torch.long, device=device)
         next_scores = torch.full((n, beam), float("-inf"), device=device)
         for row in range(n):
             if not active[row]:
@@ -102,8 +119,8 @@ def beam_search(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
                 if value == float("-inf"):
                     break
                 origin, word = divmod(flat, vocab)
-                prefix = ids.view(n, beam, -1)[row, origin, 1:].tolist()
-                if word == EOS:
+                prefix = ids.view(n, beam, -1)[row, origin, first:].tolist()
+                if word == eos:
                     finished[row].append(Hypothesis(prefix, value, cut=False))
                     continue
                 new_ids[row, kept] = ids.view(n, beam, -1)[row, origin]
@@ -123,20 +140,22 @@ def beam_search(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
                     for b in range(beam):
                         if scores[row, b] > float("-inf"):
                             finished[row].append(Hypothesis(
-                                ids.view(n, beam, -1)[row, b, 1:].tolist(),
+                                ids.view(n, beam, -1)[row, b, first:].tolist(),
                                 float(scores[row, b]), cut=True))
     return [max(f, key=lambda h: h.score(length_penalty)) if f
             else Hypothesis([], float("-inf"), cut=True) for f in finished]
 
 
 def decode(step: NextLogProbs, memory: torch.Tensor, padding: torch.Tensor,
-           max_length: int, beam: int = 1, length_penalty: float = 0.0
-           ) -> list[Hypothesis]:
+           max_length: int, beam: int = 1, length_penalty: float = 0.0, *,
+           start: torch.Tensor | None = None, eos: int = EOS) -> list[Hypothesis]:
     """Greedy search (``beam=1``) or beam search with the greedy caption kept as a
-    candidate, so that a wider beam never scores below greedy."""
-    best = greedy(step, memory, padding, max_length)
+    candidate, so that a wider beam never scores below greedy; from ``start`` ids
+    (default ``<bos>``) to ``eos``."""
+    best = greedy(step, memory, padding, max_length, start=start, eos=eos)
     if beam == 1:
         return best
-    wide = beam_search(step, memory, padding, max_length, beam, length_penalty)
+    wide = beam_search(step, memory, padding, max_length, beam, length_penalty,
+                       start=start, eos=eos)
     return [w if w.score(length_penalty) >= g.score(length_penalty) else g
             for w, g in zip(wide, best, strict=True)]
