@@ -124,23 +124,44 @@ class ShardSource:
         return (self._with([p for i, p in enumerate(pieces) if i not in held]),
                 self._with([p for i, p in enumerate(pieces) if i in held]))
 
+    def _arrow(self) -> Any:
+        """The folder's ``index.parquet`` as an Arrow table (read once per folder; its
+        row k is folder position k), shared by the sources cut from it."""
+        if self._index is None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            with open_file(self.path, INDEX_FILE) as fh:  # in batches: less held at once
+                parquet = pq.ParquetFile(fh)
+                batches = parquet.iter_batches(batch_size=65536, use_threads=False)
+                self._index = pa.Table.from_batches(list(batches),
+                                                    schema=parquet.schema_arrow)
+        return self._index
+
+    def _column(self, name: str) -> Any:
+        """Index column ``name`` for this source's rows (an Arrow array)."""
+        column = self._arrow().column(name)
+        positions = self.positions()
+        if len(positions) == len(column) and (len(positions) == 0 or (
+                positions[0] == 0 and positions[-1] == len(column) - 1)):
+            return column  # the whole folder, in order: no copy
+        import pyarrow as pa
+
+        return column.take(pa.array(positions))
+
     def index(self) -> Any:
-        """A pandas table of this source's rows: position, manifest row, id, label, split."""
+        """A pandas table of this source's rows: position, manifest row, id, label, split
+        and the ``present:<column>`` flags."""
         import pandas as pd
 
-        if getattr(self, "_mine", None) is None:
-            if self._index is None:
-                with open_file(self.path, INDEX_FILE) as fh:
-                    self._index = pd.read_parquet(fh).set_index("position", drop=False)
-            positions = self.positions()
-            whole = len(positions) == len(self._index) and \
-                bool((positions == self._index.index.to_numpy()).all())
-            self._mine = self._index if whole else self._index.loc[positions]
-        return self._mine
+        table = self._arrow()
+        columns = {name: self._column(name).to_numpy(zero_copy_only=False)
+                   for name in table.column_names}
+        return pd.DataFrame(columns).set_index("position", drop=False)
 
     def labels(self) -> list[Any]:
         """Every row's label (None where it has none), in folder order."""
-        return [None if v != v else v for v in self.index()["label"].tolist()]  # NaN
+        return [None if v != v else v for v in self._column("label").to_pylist()]  # NaN
 
     # -- the rows as the estimators read a manifest's ---------------------------------
     @property
@@ -162,14 +183,14 @@ class ShardSource:
 
     def ids(self) -> list[str]:
         """Each row's id: the manifest's id column where it had one, else its row."""
-        index = self.index()
         return [str(r) if i is None or i != i else str(i)
-                for i, r in zip(index["id"].tolist(), index["row"].tolist(), strict=True)]
+                for i, r in zip(self._column("id").to_pylist(),
+                                self._column("row").to_pylist(), strict=True)]
 
     def source_row(self, row: int) -> int:
         """The manifest row that row ``row`` of this source was sharded from."""
         if getattr(self, "_source_rows", None) is None:
-            self._source_rows = self.index()["row"].to_numpy()
+            self._source_rows = self._column("row").to_numpy()
         return int(self._source_rows[row])
 
     def positions(self) -> np.ndarray:
@@ -215,11 +236,10 @@ class ShardSource:
     def present(self, column: str) -> np.ndarray:
         """Per row: does ``column`` hold a value? (Every row, in a folder written before
         shards recorded it.)"""
-        index = self.index()
         key = present_key(column)
-        if key not in index.columns:
-            return np.ones(len(index), dtype=bool)
-        return index[key].to_numpy(dtype=bool)
+        if key not in self._arrow().column_names:
+            return np.ones(len(self), dtype=bool)
+        return self._column(key).to_numpy(zero_copy_only=False).astype(bool)
 
     def is_empty_column(self, column: str) -> bool:
         """Is every row of ``column`` empty?"""
