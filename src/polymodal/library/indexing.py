@@ -6,6 +6,7 @@ store records, and the JPEG thumbnails those records show. :class:`Library.index
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from PIL import Image
 from polymodal.data import Manifest
 from polymodal.data.errors import MediaError, PolymodalError, SkipReport
 from polymodal.data.schema import Role
+from polymodal.files import write_atomically
 from polymodal.library.results import IndexReport
 
 if TYPE_CHECKING:
@@ -235,9 +237,11 @@ def thumbnail(folder: Path, content: str, image: Image.Image | Any) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         thumb = picture.convert("RGB")
         thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        tmp = path.with_suffix(".tmp")
-        thumb.save(tmp, "JPEG", quality=85)
-        tmp.replace(path)
+        data = io.BytesIO()
+        thumb.save(data, "JPEG", quality=85)
+        # a temporary name of this process's: index workers making the thumbnail of
+        # one picture at once each rename their own (one shared name lost the race)
+        write_atomically(path, data.getvalue())
     return name
 
 
