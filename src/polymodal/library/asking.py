@@ -50,20 +50,24 @@ def load_writer(writer: Any) -> Any:
 def written_answer(lib: Any, question: str, k: int, writer: Any) -> Answer:
     """The captioner's words about the picture that best matches ``question``
     (``method="captioner"``), naming that item and the other evidence. The question
-    chooses the picture; the captioner, trained on captions and not on answers,
-    describes it."""
+    chooses the picture; a captioner trained with questions (``Captioner(question=
+    COLUMN)``) also reads it before writing, one trained without describes the
+    picture."""
     captioner = load_writer(writer)
     evidence = [h for h in lib.search(question, k, modality="image") if h.path]
     if not evidence:
         return Answer(question, "No picture in the library matches this question.", [],
                       "captioner")
     best = evidence[0]
-    row = captioner.caption([best.path]).iloc[0]
+    asked = question if getattr(captioner, "question", None) is not None else None
+    row = captioner.caption([best.path], question=asked).iloc[0]
     if row["problem"] or not row["caption"]:
         text = f"The captioner wrote nothing about item {best.item} ({row['problem']})."
     else:
-        text = (f"{row['caption']} (written by the captioner about item {best.item}, the "
-                f"picture closest to the question, similarity {best.score:.2f}; evidence: "
+        given = "given the question, " if asked is not None else ""
+        text = (f"{row['caption']} (written by the captioner about item {best.item}, "
+                f"{given}the picture closest to the question, similarity "
+                f"{best.score:.2f}; evidence: "
                 f"{', '.join(h.item for h in evidence)})")
     return Answer(question, text, evidence, "captioner")
 
