@@ -47,7 +47,9 @@ def train_captioner_cmd(
         "save": save, "roles": parse_roles(role), **parse_options(set_)}, "captioner")
     with handled():
         cap.save(save_to)
-    out.print(f"trained in {cap.fit_seconds_:.0f}s ({len(cap.vocabulary_) - 4:,} words); "
+    words = f"{len(cap.vocabulary_) - 4:,} words" if cap.vocabulary_ is not None else \
+        f"decoder {cap.decoder}"
+    out.print(f"trained in {cap.fit_seconds_:.0f}s ({words}); "
               f"saved to {save_to}; run folder {cap.run_dir_}")
 
 
