@@ -104,6 +104,11 @@ def test_language_model_decoder(data: Path, lm_folder: Path, tmp_path: Path,
     assert torch.equal(loaded.model_.project[0].weight, cap.model_.project[0].weight)
     lm_bytes = sum(p.numel() * 4 for p in cap.model_.lm.parameters())
     assert (with_lm > lm_bytes) == fine_tune  # the frozen LM is not copied
+    from polymodal.training import load_training_checkpoint
+
+    checkpoint = load_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    in_checkpoint = any(k.startswith("model.lm.") for k in checkpoint["state_dict"])
+    assert in_checkpoint == fine_tune  # nor written into each epoch's checkpoint
 
 
 def test_missing_language_model_is_refused(data: Path, lm_folder: Path, tmp_path: Path,

@@ -117,6 +117,11 @@ class LMCaptionModel(Towers):
             self.lm.eval()
         return self
 
+    def loaded_elsewhere(self, key: str) -> bool:
+        """Is state ``key`` a frozen language model's (left out of training checkpoints
+        as of a saved captioner: it loads from its name or folder)?"""
+        return not self.fine_tune and key.startswith("lm.")
+
     def trained_parts(self) -> nn.Module:
         """The module a saved captioner holds: everything but a frozen language model
         (which loads from its name or folder again); a fine-tuned one's tied weights

@@ -258,14 +258,17 @@ class LitEstimator(SkipTracking):
         self._step(batch, "val")
 
     def _frozen_keys(self, keys: Any) -> list[str]:
-        """The checkpoint keys of frozen pretrained towers (they load from their
-        package, as in a saved model)."""
+        """The checkpoint keys of frozen pretrained towers, and of whatever else the
+        model says loads from elsewhere (``loaded_elsewhere(key)``: a frozen language
+        model): they load from their package or name, as in a saved model."""
         from polymodal.checkpoint import is_frozen_pretrained
 
         if not hasattr(self.model, "encoders"):
             return []
-        return [k for k in keys if k.startswith("model.")
-                and is_frozen_pretrained(self.model, k[len("model."):])]
+        elsewhere = getattr(self.model, "loaded_elsewhere", lambda _key: False)
+        return [k for k in keys if k.startswith("model.") and (
+            is_frozen_pretrained(self.model, k[len("model."):])
+            or elsewhere(k[len("model."):]))]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave frozen pretrained towers out of each epoch's checkpoint: MiniLM and
