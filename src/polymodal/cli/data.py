@@ -177,15 +177,13 @@ def embed_cmd(
 
     Example: polymodal embed photos.csv --encoder efficientnet-lite0 --out photos.parquet
     """
-    from polymodal.data.manifest import Manifest
-    from polymodal.data.rows import open_rows
+    from polymodal.data.rows import read_rows
     from polymodal.encoders import build_encoder, embed_manifest
 
     with handled():
         enc = build_encoder(encoder, **parse_options(option))
-        rows = open_rows(manifest, on_error)  # type: ignore[arg-type]
-        if rows is None:
-            rows = Manifest.read(manifest, label=label, roles=parse_roles(role))
+        rows = read_rows(manifest, on_error, label=label,  # type: ignore[arg-type]
+                         roles=parse_roles(role))
         result = embed_manifest(rows, enc, out_file, column=column, batch_size=batch_size,
                                 num_workers=workers, cache_dir=cache, processes=processes,
                                 on_error=on_error)  # type: ignore[arg-type]
