@@ -67,12 +67,10 @@ def _fit_from_config(target: type, config: Path | None, overrides: dict[str, obj
         model = target.from_config(settings)
         train = fit.train
         if not isinstance(train, Manifest):
-            from polymodal.data.rows import open_rows
+            from polymodal.data.rows import read_rows
 
-            m = open_rows(train)
-            if m is None:
-                m = Manifest.read(train, label=getattr(settings, "label", None),
-                                  roles=settings.roles or None)
+            m = read_rows(train, label=getattr(settings, "label", None),
+                          roles=settings.roles or None)
             print_schema(m, title=f"columns of {train} (change with --role COLUMN=ROLE)")
             unused = [f"{c} ({spec.role.value})" for c, spec in m.schema.columns.items()
                       if spec.role.value in ("numeric", "categorical")]

@@ -31,10 +31,7 @@ from polymodal.data.media import (
 )
 from polymodal.data.reading import TABLE_SUFFIXES as TABLE_SUFFIXES
 from polymodal.data.reading import read_table, scan_folder
-from polymodal.data.schema import Role, Schema, infer_schema
-
-_SPLIT_ALIASES = ({"val", "valid", "validation", "dev"}, {"train", "training"},
-                  {"test", "testing"})
+from polymodal.data.schema import Role, Schema, infer_schema, split_names
 
 __all__ = ["DecodeOptions", "Manifest", "is_empty", "read_table"]
 
@@ -283,9 +280,7 @@ class Manifest:
             raise ManifestError(f"{self.source}: no split column; add one named 'split' "
                                 "or pass roles={COLUMN: 'split'}")
         values = self.table[col].astype(str).str.lower()
-        wanted = next((names for names in _SPLIT_ALIASES if name.lower() in names),
-                      {name.lower()})
-        mask = values.isin(wanted).to_numpy()
+        mask = values.isin(split_names(name)).to_numpy()
         return self.subset(np.flatnonzero(mask))
 
     def select_modality_columns(self, wanted: Sequence[str] | None = None) -> list[str]:

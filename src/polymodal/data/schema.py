@@ -61,6 +61,17 @@ _EXT_RE = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 _SAMPLE = 200
 
 
+#: the names a split goes by: "val" is also "valid", "validation" or "dev"
+SPLIT_ALIASES = ({"val", "valid", "validation", "dev"}, {"train", "training"},
+                 {"test", "testing"})
+
+
+def split_names(name: str) -> set[str]:
+    """Every (lower-case) name the split ``name`` goes by."""
+    return next((set(names) for names in SPLIT_ALIASES if name.lower() in names),
+                {name.lower()})
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """One column's role; ``source`` is ``"path"`` for files, ``"inline"`` for values."""

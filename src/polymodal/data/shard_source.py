@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.data.errors import ON_ERROR_CHOICES, DataError, OnError, Problem
-from polymodal.data.schema import Role, Schema
+from polymodal.data.schema import Role, Schema, split_names
 from polymodal.data.shard_files import Where, file_size, join, location, open_file
 
 META_FILE = "polymodal-shards.json"
@@ -101,9 +101,7 @@ class ShardSource:
     def split(self, name: str) -> ShardSource:
         """The rows of one split ("train", "val", ...) of the manifest that was sharded."""
         split_of = {s["name"]: s["split"] for s in self.meta["shards"]}
-        aliases = {"val": {"val", "valid", "validation", "dev"},
-                   "train": {"train", "training"}, "test": {"test", "testing"}}
-        wanted = next((a for a in aliases.values() if name.lower() in a), {name.lower()})
+        wanted = split_names(name)
         pieces = [p for p in self.pieces if split_of[p.shard] in wanted]
         if not pieces:
             raise ShardError(f"{self.path}: no shards of split {name!r}; splits: {self.splits}")
@@ -224,7 +222,7 @@ class ShardSource:
         """(rows to train on, rows to tune on): the "train" and "val" splits when the
         folder has a val split, else :meth:`holdout` (``minimum`` is one shard or row)."""
         split_of = {s["split"] for s in self.meta["shards"]}
-        if split_of & {"val", "valid", "validation", "dev"}:
+        if split_of & split_names("val"):
             return self.split("train"), self.split("val")
         return self.holdout(fraction, seed)
 

@@ -202,19 +202,23 @@ class ShardDataset(IterableDataset):
         nb = self.n_batches()
         return [range(k * nb // workers, (k + 1) * nb // workers) for k in range(workers)]
 
-    def _order(self, start: int, share: int, first_row: int, stop_row: int) -> np.ndarray:
-        """Stream offsets of span rows ``first_row .. stop_row`` in epoch order."""
+    def _blocks(self, start: int, share: int, first_row: int, stop_row: int
+                ) -> Iterator[np.ndarray]:
+        """Stream offsets of span rows ``first_row .. stop_row`` in epoch order, a
+        shuffle window at a time (the epoch's order is never held whole: at a million
+        rows it would be tens of MB of Python ints)."""
         w = self.window
-        out = []
+        skip, remaining = first_row - (first_row // w) * w, stop_row - first_row
         for lo in range((first_row // w) * w, stop_row, w):
+            if remaining <= 0:
+                return
             block = np.arange(lo, min(lo + w, share))
             if self.shuffle:
                 rng = np.random.default_rng([self.seed, self.epoch, start + lo])
                 block = block[rng.permutation(len(block))]
-            out.append(block)
-        order = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-        skip = first_row - (first_row // w) * w
-        return order[skip: skip + stop_row - first_row] + start
+            block = block[skip: skip + remaining]
+            skip, remaining = 0, remaining - len(block)
+            yield block + start
 
     # -- reading --------------------------------------------------------------------
     def _example(self, position: int, cells: dict[str, Any], fields: dict[str, Any]
@@ -246,17 +250,20 @@ class ShardDataset(IterableDataset):
         return Example(position, str(fields.get("row") if ident is None else ident),
                        inputs, label)
 
-    def _rows(self, pieces: list[tuple[Piece, int]], order: np.ndarray
+    def _rows(self, pieces: list[tuple[Piece, int]], span: tuple[int, int, int, int]
               ) -> Iterator[Example | SkippedRow]:
-        if not len(order):
+        start, share, first_row, stop_row = span
+        if stop_row <= first_row:
             return
-        lo, hi = int(order.min()), int(order.max()) + 1
-        mine = [(p, off) for p, off in pieces if off < hi and off + p.count > lo]
-        position_of = np.concatenate([np.arange(p.positions.start, p.positions.stop)
-                                      for p, _ in mine])
-        offset_of_first = mine[0][1]
+        w = self.window
+        # every offset the order holds lies in these whole windows
+        lo = start + (first_row // w) * w
+        hi = start + min(share, -(-stop_row // w) * w)
         need = np.zeros(hi - lo, dtype=bool)
-        need[order - lo] = True
+        for block in self._blocks(*span):
+            need[block - lo] = True
+        mine = [(p, off) for p, off in pieces if off < hi and off + p.count > lo]
+        starts = np.array([off for _, off in mine], dtype=np.int64)
 
         def wanted(offset: int) -> bool:
             return lo <= offset < hi and bool(need[offset - lo])
@@ -264,8 +271,9 @@ class ShardDataset(IterableDataset):
         rows = iter_rows(self.source, self.columns, pieces=mine,
                          wanted=wanted, on_error=self.on_error)
         held: dict[int, Any] = {}
-        for offset in order.tolist():
-            target = int(position_of[offset - offset_of_first])
+        for offset in (o for block in self._blocks(*span) for o in block.tolist()):
+            k = int(np.searchsorted(starts, offset, side="right")) - 1
+            target = mine[k][0].positions.start + offset - int(starts[k])
             while target not in held:
                 position, cells, fields = next(rows)
                 held[position] = (cells, fields)
@@ -291,9 +299,8 @@ class ShardDataset(IterableDataset):
         first_row = start_batch * self.batch_size
         stop_row = min(share, batches.stop * self.batch_size)
         pieces, _ = self._stream()
-        order = self._order(start, share, first_row, stop_row)
         items: list[Example | SkippedRow] = []
-        for item in self._rows(pieces, order):
+        for item in self._rows(pieces, (start, share, first_row, stop_row)):
             items.append(item)
             if len(items) == self.batch_size:
                 yield collate_examples(items)
