@@ -2,11 +2,11 @@
 small Transformer decoder trained here) against the nearest-neighbour baseline (the
 caption of the most similar training picture by the same EfficientNet-Lite0 features)
 and chance (a random training caption), in the same run, on tuxpaint's test stamps,
-fashion-mnist's test pictures and sort-of-clevr's test scenes (described in words from
-their pixels here). BLEU-4 from sacrebleu, CIDEr-D from pycocoevalcap; on fashion-mnist
-also the share of captions that name the right class, on sort-of-clevr the share of
-objects described right. A table of examples (picture + captions) goes with it into
-docs/img/ and the section's notes."""
+fashion-mnist's test pictures and sort-of-clevr's test scenes (the bundled
+sort-of-clevr-scenes: each described in words from its objects). BLEU-4 from sacrebleu,
+CIDEr-D from pycocoevalcap; on fashion-mnist also the share of captions that name the
+right class, on sort-of-clevr the share of objects described right. A table of examples
+(picture + captions) goes with it into docs/img/ and the section's notes."""
 
 from __future__ import annotations
 
@@ -41,27 +41,6 @@ def _absolute(manifest: Path) -> pd.DataFrame:
     return t[["id", "image", "caption", "label", "split"]]
 
 
-def describe_scene(path: str | Path) -> str:
-    """A sort-of-clevr scene in words, read from its pixels (each object is drawn in
-    its own pure colour): every object in the maker's colour order, its shape (a square
-    fills its 11x11 box, a circle about 80% of it) and its quarter of the picture, e.g.
-    "red circle top left, green square bottom right, ... yellow square top right."."""
-    from PIL import Image
-
-    from polymodal.data.bundled.sort_of_clevr import COLOURS, IMAGE_SIZE, OBJECT_SIZE
-
-    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
-    parts = []
-    for colour, rgb in COLOURS.items():
-        ys, xs = np.nonzero((pixels == np.array(rgb)).all(axis=-1))
-        if not len(xs):
-            raise ValueError(f"{path}: no {colour} object (is this a sort-of-clevr scene?)")
-        shape = "square" if len(xs) > 0.9 * (2 * OBJECT_SIZE + 1) ** 2 else "circle"
-        parts.append(f"{colour} {shape} {'top' if ys.mean() < IMAGE_SIZE / 2 else 'bottom'} "
-                     f"{'left' if xs.mean() < IMAGE_SIZE / 2 else 'right'}")
-    return ", ".join(parts) + "."
-
-
 def objects_right(hyps: list[str], refs: list[str]) -> float:
     """The share of a scene's objects a caption describes right (colour, shape and
     quarter), over all test scenes."""
@@ -73,16 +52,15 @@ def objects_right(hyps: list[str], refs: list[str]) -> float:
 
 
 def _clevr(quick: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """sort-of-clevr's scenes (one row each, not one per question), described."""
+    """sort-of-clevr's scenes in words (the bundled sort-of-clevr-scenes: one row a
+    scene, its caption written from its objects)."""
     from polymodal.data.bundled import make_dataset
 
-    manifest = Path(make_dataset("sort-of-clevr", limit=20 if quick else CLEVR_LIMIT,
+    manifest = Path(make_dataset("sort-of-clevr-scenes", limit=20 if quick else CLEVR_LIMIT,
                                  show_progress=False))
-    t = pd.read_csv(manifest).drop_duplicates("image_id")
-    t = pd.DataFrame({"id": t["image_id"], "image": [str(manifest.parent / p)
-                                                     for p in t["image"]],
-                      "label": None, "split": t["split"]})
-    t["caption"] = [describe_scene(p) for p in t["image"]]
+    t = pd.read_csv(manifest)
+    t["image"] = [str(manifest.parent / p) for p in t["image"]]
+    t["label"] = None
     return t[t.split != "test"], t[t.split == "test"]
 
 
@@ -237,8 +215,9 @@ def run(quick: bool = False) -> Section:
         "captions are one of five templates drawn at random, which no method can "
         "guess, so its BLEU-4 is bounded well below 100. sort-of-clevr (generated here "
         f"after Santoro et al. 2017; {20 if quick else CLEVR_LIMIT} scenes per split at "
-        "most, one row per scene): each scene's caption is written from its pixels "
-        "(benchmarks/captioning.py describe_scene: each object's colour, shape and "
-        "quarter of the picture, in a fixed colour order); 'objects right': the share of "
+        "most, one row per scene; the bundled sort-of-clevr-scenes): each scene's caption "
+        "is written from its objects (polymodal.data.bundled.sort_of_clevr."
+        "scene_caption: each object's colour, shape and quarter of the picture, in a "
+        "fixed colour order); 'objects right': the share of "
         "a scene's 6 objects described right.\n" + "\n".join(examples))
     return section

@@ -1,4 +1,4 @@
-"""The four bundled datasets: made reproducibly, valid, and true to their sources."""
+"""The bundled datasets: made reproducibly, valid, and true to their sources."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from polymodal.data import Manifest, Role, validate
 from polymodal.data.bundled import DatasetUnavailable, list_datasets, make_dataset, registry
 from polymodal.data.bundled.registry import CARD_NAME, DATASETS, assign_splits
 
-SMALL = {"av-digits": 3, "tuxpaint": 3, "fashion-mnist": 3, "sort-of-clevr": 3}
+SMALL = {"av-digits": 3, "tuxpaint": 3, "fashion-mnist": 3, "sort-of-clevr": 3,
+         "sort-of-clevr-scenes": 3}
 EXPECTED_ROLES = {
     "av-digits": {"image": Role.IMAGE, "audio": Role.AUDIO, "record": Role.TEXT,
                   "label": Role.LABEL, "id": Role.ID, "split": Role.SPLIT},
@@ -26,6 +27,8 @@ EXPECTED_ROLES = {
                       "split": Role.SPLIT},
     "sort-of-clevr": {"image": Role.IMAGE, "question": Role.TEXT, "answer": Role.LABEL,
                       "relational": Role.CATEGORICAL, "split": Role.SPLIT},
+    "sort-of-clevr-scenes": {"id": Role.ID, "image": Role.IMAGE, "caption": Role.TEXT,
+                             "split": Role.SPLIT},
 }
 
 
@@ -45,7 +48,7 @@ def made(tmp_path_factory) -> dict[str, Path]:
             for name, limit in SMALL.items()}
 
 
-def test_four_datasets_are_listed():
+def test_every_dataset_is_listed():
     assert {s.name for s in list_datasets()} == set(SMALL)
 
 
@@ -198,6 +201,6 @@ def test_cli_lists_and_makes(tmp_path):
 def test_full_dataset_is_made_and_validates(tmp_path, name):
     manifest = Manifest.read(make_dataset(name, tmp_path / name, show_progress=False))
     expected = {"av-digits": 1797, "tuxpaint": 950, "fashion-mnist": 70_000,
-                "sort-of-clevr": 204_000}[name]
+                "sort-of-clevr": 204_000, "sort-of-clevr-scenes": 10_200}[name]
     assert len(manifest) == expected
     assert validate(manifest, show_progress=False).problems == []

@@ -182,19 +182,22 @@ def write_manifest(folder: Path, table: pd.DataFrame) -> Path:
 
 
 def write_card(folder: Path, *, title: str, summary: str, source: str, licence: str,
-               how_made: str, table: pd.DataFrame, label: str, extra: str = "") -> Path:
-    """Write the data card: source, licence, size, splits, classes and how it was made."""
+               how_made: str, table: pd.DataFrame, label: str | None,
+               extra: str = "") -> Path:
+    """Write the data card: source, licence, size, splits, classes (of ``label``; a set
+    without classes, ``None``, has none) and how it was made."""
     splits = table["split"].value_counts().reindex(["train", "val", "test"]).fillna(0)
-    classes = table[label].astype(str).value_counts().sort_index()
+    classes = None if label is None else table[label].astype(str).value_counts().sort_index()
+    class_lines = [] if classes is None else [
+        f"- Classes ({label}): {len(classes)}", "", "| class | rows |", "|---|---:|",
+        *[f"| {k} | {v:,} |" for k, v in classes.items()]]
     lines = [
         f"# {title}", "", summary, "",
         "## Source and licence", "", f"- Source: {source}", f"- Licence: {licence}", "",
         "## Size", "",
         f"- Rows: {len(table):,} (train {int(splits['train']):,}, val {int(splits['val']):,},"
         f" test {int(splits['test']):,}); fixed, seeded splits in the `split` column.",
-        f"- Classes ({label}): {len(classes)}", "",
-        "| class | rows |", "|---|---:|",
-        *[f"| {k} | {v:,} |" for k, v in classes.items()], "",
+        *class_lines, "",
         "## Columns", "",
         "| column | non-empty cells |", "|---|---:|",
         *[f"| {c} | {int(table[c].notna().sum()):,} |" for c in table.columns], "",

@@ -11,10 +11,15 @@ in words, half non-relational and half relational, with one-word answers:
 
 Answers are classes: yes, no, square, circle, 1 ... 6 (the paper's "rectangle" is our
 "square").
+
+``sort-of-clevr-scenes`` is the same scenes (same seed and sizes, same pictures) one row
+each, described in words instead of asked about: each object's colour, shape and
+quarter of the picture (:func:`scene_caption`), for captioning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +94,66 @@ def questions_for(centres: np.ndarray, shapes: list[str], rng: np.random.Generat
     return out
 
 
+def scene_caption(centres: np.ndarray, shapes: list[str]) -> str:
+    """A scene in words, from its objects: each in the maker's colour order with its
+    shape and its quarter of the picture, e.g. "red circle top left, green square
+    bottom right, ... yellow square top right."."""
+    parts = [f"{colour} {shape} {'top' if y < IMAGE_SIZE / 2 else 'bottom'} "
+             f"{'left' if x < IMAGE_SIZE / 2 else 'right'}"
+             for colour, shape, (x, y) in zip(COLOURS, shapes, centres, strict=True)]
+    return ", ".join(parts) + "."
+
+
+def read_scene(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """A scene's objects read back from its picture (each object is drawn in its own
+    pure colour): their centres in the maker's colour order and their shapes (a square
+    fills its 11x11 box, a circle about 80% of it).
+
+    Raises:
+        ValueError: a colour is missing (the picture is not a sort-of-clevr scene).
+    """
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    centres, shapes = [], []
+    for colour, rgb in COLOURS.items():
+        ys, xs = np.nonzero((pixels == np.array(rgb)).all(axis=-1))
+        if not len(xs):
+            raise ValueError(f"{path}: no {colour} object (is this a sort-of-clevr scene?)")
+        centres.append((xs.mean(), ys.mean()))
+        shapes.append("square" if len(xs) > 0.9 * (2 * OBJECT_SIZE + 1) ** 2 else "circle")
+    return np.asarray(centres), shapes
+
+
+def describe_scene(path: str | Path) -> str:
+    """A sort-of-clevr picture in words, read from its pixels (:func:`read_scene`):
+    the caption :func:`scene_caption` writes from the scene's objects."""
+    return scene_caption(*read_scene(path))
+
+
+def _scenes(out: Path, rng: np.random.Generator, sizes: dict[str, int],
+            questions_per_kind: int, show_progress: bool, what: str
+            ) -> Iterator[tuple[str, str, np.ndarray, list[str], list[dict[str, object]]]]:
+    """Draw and save every scene, in order (split, image id, centres, shapes,
+    questions): both makers draw the same scenes from the same seed, the questions
+    too, so the random draws stay in step."""
+    (out / "images").mkdir(exist_ok=True)
+    with progress_bar(f"making {what}", sum(sizes.values()),
+                      enabled=show_progress) as advance:
+        for split, n in sizes.items():
+            for j in range(n):
+                image_id = f"{split}-{j:05d}"
+                centres = _place(rng)
+                shapes = [SHAPES[int(rng.integers(2))] for _ in COLOURS]
+                draw_scene(centres, shapes).save(out / "images" / f"{image_id}.png")
+                yield split, image_id, centres, shapes, questions_for(
+                    centres, shapes, rng, questions_per_kind)
+                advance(1)
+
+
+def _sizes(limit: int | None, n_train: int, n_val: int, n_test: int) -> dict[str, int]:
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    return sizes if limit is None else {k: min(v, limit) for k, v in sizes.items()}
+
+
 @register_dataset(
     "sort-of-clevr",
     description="relational VQA (Santoro et al. 2017): 75x75 scenes of coloured shapes, "
@@ -102,24 +167,13 @@ def make_sort_of_clevr(out: Path, *, seed: int, limit: int | None, show_progress
                        questions_per_kind: int) -> None:
     """Draw the scenes and write one row per question; ``limit`` caps images per split."""
     rng = np.random.default_rng(seed)
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    if limit is not None:
-        sizes = {k: min(v, limit) for k, v in sizes.items()}
-    (out / "images").mkdir(exist_ok=True)
+    sizes = _sizes(limit, n_train, n_val, n_test)
     rows = []
-    with progress_bar("making sort-of-clevr", sum(sizes.values()),
-                      enabled=show_progress) as advance:
-        for split, n in sizes.items():
-            for j in range(n):
-                image_id = f"{split}-{j:05d}"
-                centres = _place(rng)
-                shapes = [SHAPES[int(rng.integers(2))] for _ in COLOURS]
-                draw_scene(centres, shapes).save(out / "images" / f"{image_id}.png")
-                for q_index, q in enumerate(questions_for(centres, shapes, rng,
-                                                          questions_per_kind)):
-                    rows.append({"id": f"{image_id}-q{q_index:02d}", "image_id": image_id,
-                                 "image": f"images/{image_id}.png", **q, "split": split})
-                advance(1)
+    for split, image_id, _, _, questions in _scenes(out, rng, sizes, questions_per_kind,
+                                                    show_progress, "sort-of-clevr"):
+        for q_index, q in enumerate(questions):
+            rows.append({"id": f"{image_id}-q{q_index:02d}", "image_id": image_id,
+                         "image": f"images/{image_id}.png", **q, "split": split})
     table = pd.DataFrame(rows)
     write_manifest(out, table)
     write_card(
@@ -140,4 +194,44 @@ def make_sort_of_clevr(out: Path, *, seed: int, limit: int | None, show_progress
             "`family` the question family, `image_id` groups the questions of one image; "
             "splits are by image. The paper reports a CNN+MLP at about 63% and a CNN+RN "
             "at about 94% on relational questions."),
+    )
+
+
+@register_dataset(
+    "sort-of-clevr-scenes",
+    description="sort-of-clevr's scenes described in words (each object's colour, shape "
+                "and quarter): picture + caption, for captioning",
+    source="generated by polymodal after Santoro et al. 2017, Relation Networks",
+    licence="CC0-1.0 (generated)",
+    n_train=9800, n_val=200, n_test=200, questions_per_kind=10,
+)
+def make_sort_of_clevr_scenes(out: Path, *, seed: int, limit: int | None,
+                              show_progress: bool, n_train: int, n_val: int, n_test: int,
+                              questions_per_kind: int) -> None:
+    """Draw sort-of-clevr's scenes (the same pictures as ``sort-of-clevr`` with the same
+    settings) and write one row per scene with its caption, written from the scene's
+    objects; ``questions_per_kind`` only keeps the random draws in step with it."""
+    rng = np.random.default_rng(seed)
+    sizes = _sizes(limit, n_train, n_val, n_test)
+    rows = [{"id": image_id, "image": f"images/{image_id}.png",
+             "caption": scene_caption(centres, shapes), "split": split}
+            for split, image_id, centres, shapes, _ in _scenes(
+                out, rng, sizes, questions_per_kind, show_progress, "sort-of-clevr-scenes")]
+    table = pd.DataFrame(rows)
+    write_manifest(out, table)
+    write_card(
+        out, title="sort-of-clevr-scenes", label=None, table=table,
+        summary="sort-of-clevr's scenes (Santoro et al. 2017) in words: a caption per "
+                "picture that names each object's colour, shape and quarter.",
+        source="generated by polymodal (the generator of the paper, rewritten)",
+        licence="CC0-1.0",
+        how_made=(
+            f"`polymodal datasets make sort-of-clevr-scenes` (seed {seed}; images per "
+            f"split {sizes}): the pictures of `sort-of-clevr` made with the same seed "
+            "and sizes, one row each (no question or answer). Each caption is written "
+            "from the scene's own objects, in the colour order red, green, blue, "
+            "orange, grey, yellow: its shape (square or circle) and its quarter of the "
+            "picture (top / bottom, left / right of the centre), e.g. \"red circle top "
+            "left, green square bottom right, ...\". `describe_scene` reads the same "
+            "caption back from a picture's pixels."),
     )
