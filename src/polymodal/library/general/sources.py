@@ -66,8 +66,18 @@ def icon_theme(folder: Path) -> pd.DataFrame:
             best[key] = (size, path)
     rows = [{"image": str(p), "caption": clean_icon_name(p.stem)} for _, p in best.values()]
     table = pd.DataFrame(rows, columns=["image", "caption"])
-    table = table[table["caption"].str.len() > 0]
+    table = table[table["caption"].map(has_words)]
     return table.drop_duplicates("caption").reset_index(drop=True)
+
+
+def has_words(caption: str) -> bool:
+    """Whether a cleaned name holds a word: a token of two letters or more that is not
+    a hash ("3f2a9c0d", numbers only and "7" carry no words)."""
+    return any(sum(ch.isalpha() for ch in w) >= 2 and not _HASH.fullmatch(w)
+               for w in caption.split())
+
+
+_HASH = re.compile(r"(?=.*\d)[0-9a-f]{8,}")
 
 
 def caption_key(caption: str) -> str:
@@ -103,8 +113,51 @@ def art_folder(folders: list[Path], suffix: str = "") -> pd.DataFrame:
             if path.is_symlink() or any(p in LEFT_OUT_CONTEXTS for p in path.parts):
                 continue
             words = clean_art_name(path.stem)
-            if words:
+            if has_words(words):
                 rows.setdefault(f"{words} {suffix}".strip(), str(path))
+    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
+                        columns=["image", "caption"])
+
+
+def split_words(stem: str) -> str:
+    """A file name's words, camel case split: ``AkuAku3`` -> "aku aku"."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stem)
+    return clean_art_name(spaced)
+
+
+def named_sprites(folder: Path, suffix: str = "", by_folder: bool = False) -> pd.DataFrame:
+    """One picture per name of the PNGs under ``folder``: the file name's words (camel
+    case split) and ``suffix``, or (``by_folder``) the folder's words then the file's,
+    each word once ("mr iceblock melting")."""
+    rows: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.png")):
+        if path.is_symlink() or any(p in LEFT_OUT_CONTEXTS for p in path.parts):
+            continue
+        stem = f"{path.parent.name} {path.stem}" if by_folder else path.stem
+        name = split_words(stem)
+        caption = " ".join(dict.fromkeys(name.split() + suffix.split()))
+        if has_words(name):  # the suffix alone names nothing
+            rows.setdefault(caption, str(path))
+    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
+                        columns=["image", "caption"])
+
+
+def dia_shapes(folder: Path = Path("/usr/share/dia/shapes")) -> pd.DataFrame:
+    """Dia's diagram shapes: each shape's toolbox picture (its ``<icon>``), its
+    ``<name>`` as words without the sheet's prefix ("Cisco - 100BaseT Hub" -> "100baset
+    hub"); a name kept once."""
+    rows: dict[str, str] = {}
+    for shape in sorted(folder.rglob("*.shape")):
+        text = shape.read_text(errors="replace")
+        name, icon = re.search(r"<name>([^<]*)</name>", text), \
+            re.search(r"<icon>([^<]*)</icon>", text)
+        if not name or not icon or not (shape.parent / icon.group(1)).is_file():
+            continue
+        title = name.group(1).split(" - ", 1)[-1]
+        words = [w for w in re.split(r"[^0-9a-z+]+", title.lower()) if w]
+        caption = " ".join(dict.fromkeys(words))
+        if has_words(caption):
+            rows.setdefault(caption, str(shape.parent / icon.group(1)))
     return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
                         columns=["image", "caption"])
 
@@ -161,6 +214,22 @@ TRAINING: dict[str, Source] = {
                          lambda: icon_theme(_ICONS / "elementary")),
     "numix": Source("numix", "numix-icon-theme", "GPL-3", "desktop icons (Numix)",
                     lambda: icon_theme(_ICONS / "Numix")),
+    "deepin": Source("deepin", "deepin-icon-theme", "LGPL-3+", "desktop icons (deepin: "
+                     "bloom and bloom-classic)",
+                     lambda: pd.concat([icon_theme(_ICONS / "bloom"),
+                                        icon_theme(_ICONS / "bloom-classic")],
+                                       ignore_index=True)),
+    "paper": Source("paper", "paper-icon-theme", "CC-BY-SA-4.0 (icons), GPL-3",
+                    "desktop icons (Paper)", lambda: icon_theme(_ICONS / "Paper")),
+    "obsidian": Source("obsidian", "obsidian-icon-theme", "GPL-3",
+                       "desktop icons (Obsidian, Faenza-like)",
+                       lambda: icon_theme(_ICONS / "Obsidian")),
+    "hedgewars": Source("hedgewars", "hedgewars-data", "GFDL-1.3 (graphics)",
+                        "game art (hats, flags, graves)",
+                        lambda: pd.concat([named_sprites(_HEDGEWARS / "Hats", "hat"),
+                                           named_sprites(_HEDGEWARS / "Flags", "flag"),
+                                           named_sprites(_HEDGEWARS / "Graves", "grave")],
+                                          ignore_index=True)),
 }
 #: game art, trained on and measured (kinds no icon theme has)
 GAME_ART: dict[str, Source] = {
@@ -176,7 +245,20 @@ GAME_ART: dict[str, Source] = {
                                                      _FREECIV / "wonders"])],
                                         ignore_index=True)),
 }
+_SUPERTUX = Path("/usr/share/games/supertux2/images")
+_HEDGEWARS = Path("/usr/share/games/hedgewars/Data/Graphics")
+GAME_ART["supertux"] = Source(
+    "supertux", "supertux-data", "GPL-2+ / GPL-3+ (CC-BY-SA-3.0 for some art)",
+    "game art (creatures, objects, power-ups, tiles)",
+    lambda: pd.concat([named_sprites(_SUPERTUX / f, by_folder=True)
+                       for f in ("creatures", "objects", "powerups", "tiles")],
+                      ignore_index=True).drop_duplicates("caption"))
+#: diagram symbols: a kind no icon theme or game has (measured)
+DIAGRAMS: dict[str, Source] = {
+    "dia": Source("dia", "dia-common", "GPL-2+", "diagram shapes (network, electric, "
+                  "flowchart, chemical engineering, ...)", dia_shapes)}
 SOURCES.update(GAME_ART)
+SOURCES.update(DIAGRAMS)
 #: every source of the broad corpus, in the order names are kept when shared
 CORPUS: dict[str, Source] = {**SOURCES, **TRAINING}
 #: the source the bridge's temperature is chosen on (never an evaluation split)
