@@ -146,12 +146,14 @@ def run(quick: bool = False) -> Section:
     n = QUICK_LIMIT if quick else CLEVR_LIMIT
     section.notes = (
         f"sort-of-clevr (`polymodal datasets make sort-of-clevr --limit {n}`: {n} train "
-        "scenes at most, 200 val, 200 test, 20 questions a scene, half relational); "
-        "exact match of the answer (lower-cased, a final full stop dropped) on every test "
-        "question. 'not an answer': the share of answers that are none of the set's "
-        "answers (yes, no, square, circle, 1-6). Both models read the same frozen "
-        "EfficientNet-Lite0 features (cached: the 7x7 grid and the pooled vector), are "
-        "trained on the train split with val's loss watched (early stopping, patience 6), "
+        "scenes at most, 200 val, 200 test, 20 questions a scene, half relational; every "
+        f"question of a training scene, 1 in {EVERY} of a val or test scene's, half of "
+        "them relational); exact match of the answer (lower-cased, a final full stop "
+        "dropped) on those test questions. 'not an answer': the share of answers that "
+        "are none of the set's answers (yes, no, square, circle, 1-6). Both models read "
+        "the same frozen EfficientNet-Lite0 features (cached: the 7x7 grid and the "
+        "pooled vector), are trained on the train split with val's loss watched (early "
+        "stopping, patience 6), "
         + ("2 epochs (smoke size); " if quick else "5 epochs at most, batches of 64; ")
         + "the Captioner writes the answer word by word after the question (a 2-layer "
         "decoder of width 128 cross-attending to the picture's tokens; answers up to 4 "
