@@ -80,3 +80,21 @@ def test_a_question_needs_a_captioner_trained_with_them(data: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="column 'asked' is not in the manifest"):
         Captioner(text="answer", question="asked", preset="tiny", path=tmp_path,
                   media_cache=None).fit(data / "manifest.csv", progress=False)
+
+
+def test_train_captioner_takes_a_question_column(data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    out = tmp_path / "asked"
+    result = CliRunner().invoke(app, [
+        "train-captioner", "--train", str(data / "manifest.csv"), "--text", "answer",
+        "--question", "question", "--preset", "tiny", "--out", str(out),
+        "--set", "max_epochs=1", "--set", "dim=16", "--set", "max_length=4",
+        "--set", "patience=0", "--set", f"path={tmp_path / 'run'}"])
+    assert result.exit_code == 0, result.output
+    loaded = Captioner.load(out)
+    assert loaded.question == "question"
+    written = loaded.caption(data / "manifest.csv", question=COLOUR_Q)
+    assert written["caption"].notna().all()

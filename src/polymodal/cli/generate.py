@@ -23,6 +23,9 @@ def train_captioner_cmd(
         help="the picture column", show_default="the only picture column")] = None,
     text: Annotated[str | None, typer.Option(help="the caption column",
                                              show_default="caption")] = None,
+    question: Annotated[str | None, typer.Option(
+        help="a question column: captions are written after the row's question (answers "
+             "for `ask --writer`)", show_default="none")] = None,
     tuning: Annotated[str | None, typer.Option(help="tuning manifest")] = None,
     preset: Annotated[str | None, typer.Option(
         help="pretrained (frozen EfficientNet-Lite0, cached), fast or tiny",
@@ -43,7 +46,8 @@ def train_captioner_cmd(
     from polymodal.generate import Captioner
 
     cap, save_to = _fit_from_config(Captioner, config, {
-        "train": train, "image": image, "text": text, "tuning": tuning, "preset": preset,
+        "train": train, "image": image, "text": text, "question": question,
+        "tuning": tuning, "preset": preset,
         "save": save, "roles": parse_roles(role), **parse_options(set_)}, "captioner")
     with handled():
         cap.save(save_to)
