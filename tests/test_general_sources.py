@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from polymodal.library.general.sources import (
@@ -71,3 +72,16 @@ def test_no_corpus_source_reads_a_held_out_package() -> None:
     assert not packages & set(HELD_OUT)
     assert not any("emoji" in p for p in packages)
     assert len({s.kind.split(" (")[0] for s in CORPUS.values()}) >= 4
+
+
+def test_the_shipped_heads_are_read_and_are_trained() -> None:
+    from polymodal.library.general.build import MODEL_FOLDER
+    from polymodal.library.general.heads import untrained_weights
+    from polymodal.library.general.unseen import NEWER, shipped_heads
+
+    heads = shipped_heads(MODEL_FOLDER)
+    base = untrained_weights(pooled=True)
+    assert heads["image"].shape == base["image"].shape
+    assert heads["caption"].shape == base["caption"].shape
+    assert not torch.equal(heads["caption"], base["caption"])
+    assert set(NEWER) <= set(CORPUS)
