@@ -37,7 +37,7 @@ GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme \
 	papirus-icon-theme breeze-icon-theme gnome-icon-theme mate-icon-theme faenza-icon-theme \
 	elementary-icon-theme numix-icon-theme wesnoth-1.16-data freeciv-data \
 	deepin-icon-theme paper-icon-theme obsidian-icon-theme supertux-data hedgewars-data \
-	dia-common \
+	dia-common sound-theme-freedesktop oxygen-sounds \
 	yaru-theme-icon moka-icon-theme suru-icon-theme lxde-icon-theme
 
 model: $(STAMP) ## train builtin:general's heads on the corpus into src/polymodal/models/ (shipped)
