@@ -85,3 +85,17 @@ def test_the_shipped_heads_are_read_and_are_trained() -> None:
     assert heads["caption"].shape == base["caption"].shape
     assert not torch.equal(heads["caption"], base["caption"])
     assert set(NEWER) <= set(CORPUS)
+
+
+def test_svgs_that_do_not_parse_are_left_out(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from polymodal.library.general.sources import well_formed
+
+    good, bad = tmp_path / "good.svg", tmp_path / "bad.svg"
+    good.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    bad.write_text('<svg><sodipodi:namedview/></svg>')  # unbound prefix
+    png = _png(tmp_path / "a.png")
+    table = pd.DataFrame({"image": [str(good), str(bad), str(png)],
+                          "caption": ["good", "bad", "png"]})
+    assert well_formed(table)["caption"].tolist() == ["good", "png"]

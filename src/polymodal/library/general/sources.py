@@ -162,6 +162,23 @@ def dia_shapes(folder: Path = Path("/usr/share/dia/shapes")) -> pd.DataFrame:
                         columns=["image", "caption"])
 
 
+def well_formed(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose picture is not an SVG that fails to parse as XML (12 of deepin's
+    use an unbound namespace prefix: no rasteriser reads them)."""
+    import xml.etree.ElementTree as ET
+
+    def ok(path: str) -> bool:
+        if not path.endswith(".svg"):
+            return True
+        try:
+            ET.parse(path)
+        except ET.ParseError:
+            return False
+        return True
+
+    return table[table["image"].map(ok)].reset_index(drop=True)
+
+
 def _size_of(path: Path) -> int:
     for part in reversed(path.parts):
         m = re.fullmatch(r"(\d+)x\d+", part)
@@ -216,9 +233,9 @@ TRAINING: dict[str, Source] = {
                     lambda: icon_theme(_ICONS / "Numix")),
     "deepin": Source("deepin", "deepin-icon-theme", "LGPL-3+", "desktop icons (deepin: "
                      "bloom and bloom-classic)",
-                     lambda: pd.concat([icon_theme(_ICONS / "bloom"),
-                                        icon_theme(_ICONS / "bloom-classic")],
-                                       ignore_index=True)),
+                     lambda: well_formed(pd.concat([icon_theme(_ICONS / "bloom"),
+                                                    icon_theme(_ICONS / "bloom-classic")],
+                                                   ignore_index=True))),
     "paper": Source("paper", "paper-icon-theme", "CC-BY-SA-4.0 (icons), GPL-3",
                     "desktop icons (Paper)", lambda: icon_theme(_ICONS / "Paper")),
     "obsidian": Source("obsidian", "obsidian-icon-theme", "GPL-3",
