@@ -138,3 +138,22 @@ def test_the_untrained_builtin_still_builds_and_loads(tmp_path) -> None:
     old = Pretrainer.load(build_model(tmp_path / "general"))
     assert old.model_.encoder("image").output_dim == DIM
     assert old.model_.encoder("image").pooled is False
+
+
+def test_chunks_encoded_in_two_processes_are_the_ones_encoded_here(tmp_path) -> None:
+    """The corpus's pictures encoded by worker processes: the same features, chunk for
+    chunk, as in this process, and each chunk kept once (no half-written file left)."""
+    from PIL import Image
+
+    from polymodal.library.general.tuning import chunked_features
+
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"p{i}.png"
+        Image.new("RGB", (24, 24), (40 * i, 255 - 40 * i, 90)).save(path)
+        paths.append(str(path))
+    here = chunked_features(paths, tmp_path / "here", chunk=2, processes=1)
+    there = chunked_features(paths, tmp_path / "there", chunk=2, processes=2)
+    assert here.shape == (5, 1280)
+    np.testing.assert_allclose(here, there, rtol=1e-4, atol=1e-5)  # threads: rounding
+    assert sorted(p.suffix for p in (tmp_path / "there").iterdir()) == [".npy"] * 3

@@ -154,13 +154,13 @@ def main(argv: list[str] | None = None) -> None:
 
         print_grid()
         return
+    torch.set_num_threads(1)  # one thread's sums: the same bytes on every machine
     print(f"name vectors -> {build_vectors()}")
     if args.untrained:
         print(f"builtin:general (untrained) -> {build_model()}")
         return
     from polymodal.library.builtin import models_home
 
-    torch.set_num_threads(1)
     heads = trained_heads(args.cache or models_home() / "general-corpus")
     print(f"builtin:general -> {build_model(trained=heads)}")
 

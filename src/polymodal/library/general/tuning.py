@@ -31,11 +31,7 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
     from polymodal.data.media import decode_image
     from polymodal.encoders.efficientnet_lite import efficientnet_lite0, preprocess_image
 
-    h = hashlib.sha256()
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    file = cache / f"lite0-{h.hexdigest()[:16]}.npy" if cache is not None else None
+    file = _cache_file(paths, cache) if cache is not None else None
     if file is not None and file.exists():
         return np.load(file)
     net = efficientnet_lite0().eval()
@@ -47,17 +43,46 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
     feats = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        np.save(file, feats)
+        part = file.with_name(f"{file.stem}.{os.getpid()}.part.npy")
+        np.save(part, feats)
+        os.replace(part, file)  # a stopped run leaves no half-written chunk
     return feats
 
 
+def _cache_file(paths: Sequence[str | os.PathLike[str]], cache: Path) -> Path:
+    """Where :func:`pooled_features` keeps the features of ``paths``: named by the
+    paths and their sizes and times."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return cache / f"lite0-{h.hexdigest()[:16]}.npy"
+
+
 def chunked_features(paths: Sequence[str | os.PathLike[str]], cache: Path,
-                     chunk: int = 500) -> np.ndarray:
+                     chunk: int = 500, processes: int | None = None) -> np.ndarray:
     """:func:`pooled_features` of ``paths`` computed and kept ``chunk`` pictures at a
-    time (an interrupted run of a large source keeps what it encoded)."""
-    parts = [pooled_features(list(paths[i: i + chunk]), cache)
-             for i in range(0, len(paths), chunk)]
+    time (an interrupted run of a large source keeps what it encoded). The chunks not
+    in ``cache`` yet are encoded by ``processes`` worker processes of one thread each
+    (default ``$POLYMODAL_ENCODE_PROCESSES``, else 1: in this process); a chunk is the
+    same batches in any process, so the features do not depend on how many ran (but
+    for the rounding of another thread count)."""
+    chunks = [list(paths[i: i + chunk]) for i in range(0, len(paths), chunk)]
+    processes = processes or int(os.environ.get("POLYMODAL_ENCODE_PROCESSES", "1"))
+    missing = [c for c in chunks if not _cache_file(c, cache).exists()]
+    if processes > 1 and len(missing) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(processes, len(missing)), initializer=_one_thread,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(pooled_features, missing, [cache] * len(missing)))
+    parts = [pooled_features(c, cache) for c in chunks]
     return np.concatenate(parts) if parts else np.zeros((0, 1280), np.float32)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
 
 
 def bridge_vectors(pooled: np.ndarray, bridge: torch.nn.Module) -> np.ndarray:
