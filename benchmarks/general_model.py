@@ -108,7 +108,8 @@ def _retrieval_rows(models: dict[str, Any], features: dict[str, Any], quick: boo
         table = CORPUS[name].rows()
         table = table.head(QUICK_ROWS) if quick else table
         captions = [test.captions[i] for i in index]
-        pooled = chunked_features(list(table["image"]), CACHE)[index]
+        pooled = chunked_features(list(table["image"]), CACHE)
+        pooled = pooled[~np.isnan(pooled).any(axis=1)][index]  # as source_features keeps
         with torch.no_grad():
             lit_images = lit.model_.heads["image"](torch.as_tensor(pooled)).numpy()
         lit_words = _text(lambda t: lit.embed_values("caption", t), captions)

@@ -157,3 +157,29 @@ def test_chunks_encoded_in_two_processes_are_the_ones_encoded_here(tmp_path) -> 
     assert here.shape == (5, 1280)
     np.testing.assert_allclose(here, there, rtol=1e-4, atol=1e-5)  # threads: rounding
     assert sorted(p.suffix for p in (tmp_path / "there").iterdir()) == [".npy"] * 3
+
+
+def test_a_picture_that_cannot_be_decoded_is_left_out_of_its_source(tmp_path) -> None:
+    """An SVG bomb among a source's pictures: no features (NaN), its row dropped with
+    its caption, the others kept in order."""
+    import pandas as pd
+    from PIL import Image
+
+    from polymodal.library.general.features import source_features
+    from polymodal.library.general.sources import Source
+    from polymodal.library.general.tuning import pooled_features
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (24, 24), (200, 30, 30)).save(good)
+    bomb = tmp_path / "bomb.svg"  # 10 levels of 10 <use>: 10^10 elements drawn
+    defs = ['<g id="l0"><rect width="1" height="1"/></g>'] + [
+        f'<g id="l{i}">' + f'<use xlink:href="#l{i - 1}"/>' * 10 + "</g>" for i in range(1, 11)]
+    bomb.write_text('<svg xmlns="http://www.w3.org/2000/svg" '
+                    'xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">'
+                    f'<defs>{"".join(defs)}</defs><use xlink:href="#l10"/></svg>')
+    feats = pooled_features([str(good), str(bomb)])
+    assert np.isfinite(feats[0]).all() and np.isnan(feats[1]).all()
+    rows = pd.DataFrame({"image": [str(bomb), str(good)], "caption": ["bomb", "red square"]})
+    source = Source("test", "none", "none", "test", lambda: rows)
+    kept = source_features(source, tmp_path / "cache")
+    assert kept.captions == ["red square"] and kept.images.shape[0] == 1

@@ -65,12 +65,15 @@ def text_vectors(captions: list[str], cache: Path) -> np.ndarray:
 
 def source_features(source: Source, cache: Path, rows: pd.DataFrame | None = None
                     ) -> Features:
-    """The bridge and MiniLM vectors of ``source``'s rows (or of ``rows`` given)."""
+    """The bridge and MiniLM vectors of ``source``'s rows (or of ``rows`` given), but
+    for those whose picture could not be decoded."""
     from polymodal.encoders.bridge import ImageNetBridge
 
     table = source.rows() if rows is None else rows
-    captions = [str(c) for c in table["caption"]]
     pooled = chunked_features(list(table["image"]), cache)
+    decoded = ~np.isnan(pooled).any(axis=1)  # a picture that could not be decoded: left out
+    pooled = pooled[decoded]
+    captions = [str(c) for c, ok in zip(table["caption"], decoded, strict=True) if ok]
     images = bridge_vectors(pooled, _bridge(ImageNetBridge)).astype(np.float32)
     return Features(source.name, captions, images, text_vectors(captions, cache),
                     scaled_pooled(pooled, images))

@@ -8,6 +8,7 @@ train split: no evaluation split, no held-out package)::
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
 #: the grid the temperature and top-k are chosen from
 TEMPERATURES = (0.5, 1.0, 2.0, 3.0, 4.0)
 TOP_KS = (5, 10, 50)
@@ -27,7 +29,11 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
                     batch_size: int = 32) -> np.ndarray:
     """``(N, 1280)`` EfficientNet-Lite0 pooled features of the pictures at ``paths``
     (the bridge's and lit-tuxpaint's image tower's input), kept in ``cache`` by the
-    paths and their sizes and times."""
+    paths and their sizes and times; NaN for a picture that cannot be decoded (a
+    bomb, a broken file: logged with its path)."""
+    from PIL import Image
+
+    from polymodal.data.errors import MediaError
     from polymodal.data.media import decode_image
     from polymodal.encoders.efficientnet_lite import efficientnet_lite0, preprocess_image
 
@@ -37,9 +43,18 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
     net = efficientnet_lite0().eval()
     out = []
     for i in range(0, len(paths), batch_size):
-        x = torch.stack([preprocess_image(decode_image(Path(p)))
-                         for p in paths[i: i + batch_size]])
-        out.append(net.forward_features(x).mean(dim=(2, 3)).numpy())
+        pictures, failed = [], []
+        for j, p in enumerate(paths[i: i + batch_size]):
+            try:
+                pictures.append(decode_image(Path(p)))
+            except MediaError as exc:  # a bomb, a broken file: no features, named
+                log.warning("%s: not encoded (%s)", p, exc)
+                pictures.append(Image.new("RGB", (32, 32)))
+                failed.append(j)
+        feats = net.forward_features(torch.stack([preprocess_image(x) for x in pictures]))
+        feats = feats.mean(dim=(2, 3)).numpy()
+        feats[failed] = np.nan
+        out.append(feats)
     feats = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
