@@ -42,7 +42,7 @@ GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme \
 
 model: $(STAMP) ## train builtin:general's heads on the corpus into src/polymodal/models/ (shipped)
 	$(MAKE) sysdeps SYS_PACKAGES="$(GENERAL_PACKAGES)"
-	$(PY) -m polymodal.library.general.build
+	POLYMODAL_ENCODE_PROCESSES=$${POLYMODAL_ENCODE_PROCESSES:-$$(nproc)} $(PY) -m polymodal.library.general.build
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks
