@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print_grid()
         return
-    torch.set_num_threads(1)  # one thread's sums: the same bytes on every machine
+    torch.set_num_threads(1)  # one thread: the same sums, whatever the cores
     print(f"name vectors -> {build_vectors()}")
     if args.untrained:
         print(f"builtin:general (untrained) -> {build_model()}")
