@@ -86,6 +86,7 @@ def _retrieval_rows(models: dict[str, Any], features: dict[str, Any], quick: boo
     """Per measured source, left out: caption -> picture on all its captions and on the
     unseen ones, picture -> caption on all; chance, the bridge alone, the heads trained
     on the others, lit-tuxpaint."""
+    from polymodal.library.general.features import decoded_features
     from polymodal.library.general.heads import HeadSettings
     from polymodal.library.general.loso import (
         MEASURED,
@@ -95,7 +96,6 @@ def _retrieval_rows(models: dict[str, Any], features: dict[str, Any], quick: boo
         measure_back,
     )
     from polymodal.library.general.sources import CORPUS
-    from polymodal.library.general.tuning import chunked_features
 
     settings = SETTINGS[0] if not quick else HeadSettings(epochs=1)
     lit = models["lit"]
@@ -108,8 +108,7 @@ def _retrieval_rows(models: dict[str, Any], features: dict[str, Any], quick: boo
         table = CORPUS[name].rows()
         table = table.head(QUICK_ROWS) if quick else table
         captions = [test.captions[i] for i in index]
-        pooled = chunked_features(list(table["image"]), CACHE)
-        pooled = pooled[~np.isnan(pooled).any(axis=1)][index]  # as source_features keeps
+        pooled = decoded_features(list(table["image"]), CACHE)[0][index]
         with torch.no_grad():
             lit_images = lit.model_.heads["image"](torch.as_tensor(pooled)).numpy()
         lit_words = _text(lambda t: lit.embed_values("caption", t), captions)

@@ -70,13 +70,20 @@ def source_features(source: Source, cache: Path, rows: pd.DataFrame | None = Non
     from polymodal.encoders.bridge import ImageNetBridge
 
     table = source.rows() if rows is None else rows
-    pooled = chunked_features(list(table["image"]), cache)
-    decoded = ~np.isnan(pooled).any(axis=1)  # a picture that could not be decoded: left out
-    pooled = pooled[decoded]
+    pooled, decoded = decoded_features(list(table["image"]), cache)
     captions = [str(c) for c, ok in zip(table["caption"], decoded, strict=True) if ok]
     images = bridge_vectors(pooled, _bridge(ImageNetBridge)).astype(np.float32)
     return Features(source.name, captions, images, text_vectors(captions, cache),
                     scaled_pooled(pooled, images))
+
+
+def decoded_features(paths: list[str], cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """EfficientNet-Lite0's pooled features of the pictures at ``paths`` that could be
+    decoded (:func:`~.tuning.chunked_features`), and which those are (a mask over
+    ``paths``): a picture that cannot be decoded is left out of its source."""
+    pooled = chunked_features(paths, cache)
+    decoded = ~np.isnan(pooled).any(axis=1)
+    return pooled[decoded], decoded
 
 
 def scaled_pooled(pooled: np.ndarray, bridged: np.ndarray) -> np.ndarray:

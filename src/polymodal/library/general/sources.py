@@ -104,6 +104,12 @@ def clean_art_name(stem: str) -> str:
     return " ".join(w for w in words if len(w) > 1 and w not in _FRAME_WORDS)
 
 
+def _named(rows: dict[str, str]) -> pd.DataFrame:
+    """The ``image`` / ``caption`` table of a caption -> picture path mapping."""
+    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
+                        columns=["image", "caption"])
+
+
 def art_folder(folders: list[Path], suffix: str = "") -> pd.DataFrame:
     """One picture per cleaned name of the PNGs under ``folders`` (the first in sorted
     order), ``suffix`` appended to the words ("flag")."""
@@ -115,8 +121,7 @@ def art_folder(folders: list[Path], suffix: str = "") -> pd.DataFrame:
             words = clean_art_name(path.stem)
             if has_words(words):
                 rows.setdefault(f"{words} {suffix}".strip(), str(path))
-    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
-                        columns=["image", "caption"])
+    return _named(rows)
 
 
 def split_words(stem: str) -> str:
@@ -138,8 +143,7 @@ def named_sprites(folder: Path, suffix: str = "", by_folder: bool = False) -> pd
         caption = " ".join(dict.fromkeys(name.split() + suffix.split()))
         if has_words(name):  # the suffix alone names nothing
             rows.setdefault(caption, str(path))
-    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
-                        columns=["image", "caption"])
+    return _named(rows)
 
 
 def dia_shapes(folder: Path = Path("/usr/share/dia/shapes")) -> pd.DataFrame:
@@ -158,8 +162,7 @@ def dia_shapes(folder: Path = Path("/usr/share/dia/shapes")) -> pd.DataFrame:
         caption = " ".join(dict.fromkeys(words))
         if has_words(caption):
             rows.setdefault(caption, str(shape.parent / icon.group(1)))
-    return pd.DataFrame({"image": list(rows.values()), "caption": list(rows)},
-                        columns=["image", "caption"])
+    return _named(rows)
 
 
 def well_formed(table: pd.DataFrame) -> pd.DataFrame:
