@@ -218,7 +218,8 @@ def run(quick: bool = False) -> Section:
     notes = [f"Corpus: {pictures:,} captioned pictures from {len(features) - 1} sources "
              f"({names:,} distinct names, a name shared by sources counted once); heads: "
              f"residual linear LiT heads on the locked bridge and MiniLM (polymodal.library."
-             f"general.heads), {chosen.epochs} epochs, pull {chosen.anchor}, chosen in this "
+             f"general.heads), {chosen.epochs} epochs, pull {chosen.anchor}, the "
+             f"{chosen.per_name} picture of each name an epoch, chosen in this "
              "run on the training-only sources breeze and numix left out of a corpus "
              "without the measured sources (unseen caption -> picture R@10):", ""]
     notes += [f"- {line}" for line in grid]

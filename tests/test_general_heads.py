@@ -47,8 +47,45 @@ def test_a_strong_pull_keeps_the_untrained_heads() -> None:
 
 
 def test_training_needs_pairs() -> None:
-    with pytest.raises(ValueError, match="at least 2 pairs"):
+    with pytest.raises(ValueError, match="at least 2 names"):
         train_heads(_pairs(1))
+
+
+def _two_pictures_a_name(n: int) -> Features:
+    """``_pairs(n)`` with each name given a second picture (another shuffle of its
+    axes) after the first ones."""
+    data = _pairs(n)
+    other = data.images.copy()
+    other[:, :8] = data.images[:, [5, 4, 1, 7, 0, 3, 2, 6]]
+    return Features("two", data.captions * 2, np.concatenate([data.images, other]),
+                    np.concatenate([data.words, data.words]))
+
+
+def test_an_epoch_trains_on_one_picture_a_name() -> None:
+    data = _two_pictures_a_name(40)
+    s = HeadSettings(epochs=3, batch_size=16, lr=1e-2)
+    first = train_heads(data, s)
+    assert all(torch.equal(first[c], w) for c, w in train_heads(distinct(data), s).items())
+    sampled = train_heads(data, HeadSettings(epochs=3, batch_size=16, lr=1e-2,
+                                             per_name="sampled"))
+    again = train_heads(data, HeadSettings(epochs=3, batch_size=16, lr=1e-2,
+                                           per_name="sampled"))
+    assert all(torch.equal(sampled[c], w) for c, w in again.items())  # seeded
+    assert not torch.allclose(sampled["image"], first["image"])  # the second pictures count
+    with pytest.raises(ValueError, match="per_name"):
+        HeadSettings(per_name="all")
+
+
+def test_sampled_pictures_teach_every_picture_of_a_name() -> None:
+    data = _two_pictures_a_name(200)
+    second = data.take(np.arange(200, 400))
+    scores = {}
+    for mode in ("first", "sampled"):
+        w = train_heads(data, HeadSettings(epochs=40, batch_size=100, lr=1e-2, anchor=1e-4,
+                                           per_name=mode))
+        scores[mode], _ = measure(embed(w, "image", second.images),
+                                  embed(w, "caption", second.words), second.captions)
+    assert scores["sampled"]["R@10"] > scores["first"]["R@10"] + 0.1
 
 
 def test_names_are_cleaned_and_shared_names_are_one_concept() -> None:

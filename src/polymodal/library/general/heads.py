@@ -6,8 +6,11 @@ untrained ``builtin:general``; training learns a correction ``W = W0 + delta`` w
 L2 pull of ``delta`` towards 0, so a name the corpus never had still falls back on the
 bridge. The "nothing" axis is kept as it is: the picture head passes it through (its
 row and column of ``delta`` are 0), the caption head leaves it 0. Loss: symmetric
-InfoNCE with a fixed temperature, one picture per caption key in a batch's positives
-(rows of the same key are not each other's negatives)."""
+InfoNCE with a fixed temperature over one row per caption key (so a batch never
+holds two rows of one name, each other's false negatives): the first row of each key
+(``per_name="first"``), or each epoch one of the key's rows drawn at random
+(``per_name="sampled"``: the nine icon themes' "edit redo" are nine pictures of one
+name, seen in turn)."""
 
 from __future__ import annotations
 
@@ -36,6 +39,17 @@ class HeadSettings:
     #: the picture head also reads EfficientNet-Lite0's pooled features (1280 more
     #: inputs, starting at 0 weight)
     pooled: bool = False
+    #: which of a name's pictures an epoch trains on: its first ("first") or one drawn
+    #: at random each epoch ("sampled")
+    per_name: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.per_name not in PER_NAME:
+            raise ValueError(f"per_name must be one of {PER_NAME}, got {self.per_name!r}")
+
+
+#: the ways of choosing a name's picture (:attr:`HeadSettings.per_name`)
+PER_NAME = ("first", "sampled")
 
 
 #: the pooled features' size
@@ -79,22 +93,39 @@ def embed(weights: dict[str, torch.Tensor], column: str, x: np.ndarray | torch.T
         return torch.nn.functional.normalize(out, dim=-1).numpy()
 
 
+def _rows_by_key(keys: list[str]) -> list[np.ndarray]:
+    """The rows of each distinct key, keys in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return [np.asarray(g) for g in groups.values()]
+
+
 def train_heads(train: Features, settings: HeadSettings = HeadSettings()
                 ) -> dict[str, torch.Tensor]:
-    """The picture and caption heads' weights, trained on ``train``'s pairs."""
-    if len(train) < 2:
-        raise ValueError(f"training the heads needs at least 2 pairs, got {len(train)}")
+    """The picture and caption heads' weights, trained on ``train``'s pairs (one row
+    per caption key an epoch: :attr:`HeadSettings.per_name`)."""
+    groups = _rows_by_key(train.keys)
+    if len(groups) < 2:
+        raise ValueError(f"training the heads needs at least 2 names, got {len(groups)}")
     g = torch.Generator().manual_seed(settings.seed)
     base, masks = untrained_weights(settings.pooled), _masks(settings.pooled)
     delta = {c: torch.zeros_like(w, requires_grad=True) for c, w in base.items()}
     opt = torch.optim.Adam(list(delta.values()), lr=settings.lr)
     images = torch.as_tensor(picture_inputs(train, settings.pooled), dtype=torch.float32)
     words = torch.as_tensor(train.words, dtype=torch.float32)
-    keys = np.unique(train.keys, return_inverse=True)[1]
-    key_t = torch.as_tensor(keys)
-    n = len(train)
+    firsts = torch.as_tensor([rows[0] for rows in groups])
+    sizes = torch.as_tensor([len(rows) for rows in groups])
+    offsets = torch.cumsum(sizes, 0) - sizes
+    members = torch.as_tensor(np.concatenate(groups))
+    n = len(groups)
     for _ in range(settings.epochs):
-        order = torch.randperm(n, generator=g)
+        if settings.per_name == "sampled":  # one of each name's rows, drawn this epoch
+            pick = (torch.rand(n, generator=g) * sizes).long()
+            chosen = members[offsets + pick]
+        else:
+            chosen = firsts
+        order = chosen[torch.randperm(n, generator=g)]
         for i in range(0, n - 1, settings.batch_size):
             b = order[i: i + settings.batch_size]
             if len(b) < 2:
@@ -104,9 +135,6 @@ def train_heads(train: Features, settings: HeadSettings = HeadSettings()
             u = torch.nn.functional.normalize(images[b] @ w_img.T, dim=-1)
             t = torch.nn.functional.normalize(words[b] @ w_txt.T, dim=-1)
             logits = u @ t.T / settings.temperature
-            same = key_t[b][:, None] == key_t[b][None, :]
-            eye = torch.eye(len(b), dtype=torch.bool)
-            logits = logits.masked_fill(same & ~eye, float("-inf"))
             target = torch.arange(len(b))
             loss = (torch.nn.functional.cross_entropy(logits, target)
                     + torch.nn.functional.cross_entropy(logits.T, target)) / 2
