@@ -113,13 +113,15 @@ def concat(parts: list[Features], name: str = "corpus") -> Features:
                     np.concatenate([p.words for p in parts]), pooled)
 
 
+def rows_by_key(keys: list[str]) -> list[np.ndarray]:
+    """The rows of each distinct caption key, keys in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return [np.asarray(g) for g in groups.values()]
+
+
 def distinct(features: Features) -> Features:
     """One row per caption key (the first): the same name in six icon themes is one
     concept, not six training pairs."""
-    seen: set[str] = set()
-    keep = []
-    for i, k in enumerate(features.keys):
-        if k not in seen:
-            seen.add(k)
-            keep.append(i)
-    return features.take(keep)
+    return features.take([rows[0] for rows in rows_by_key(features.keys)])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from polymodal.library.general.features import Features
+from polymodal.library.general.features import Features, rows_by_key
 
 #: the bridge's size (MiniLM's 384 axes plus the "nothing" axis)
 DIM = 385
@@ -93,19 +93,11 @@ def embed(weights: dict[str, torch.Tensor], column: str, x: np.ndarray | torch.T
         return torch.nn.functional.normalize(out, dim=-1).numpy()
 
 
-def _rows_by_key(keys: list[str]) -> list[np.ndarray]:
-    """The rows of each distinct key, keys in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    return [np.asarray(g) for g in groups.values()]
-
-
 def train_heads(train: Features, settings: HeadSettings = HeadSettings()
                 ) -> dict[str, torch.Tensor]:
     """The picture and caption heads' weights, trained on ``train``'s pairs (one row
     per caption key an epoch: :attr:`HeadSettings.per_name`)."""
-    groups = _rows_by_key(train.keys)
+    groups = rows_by_key(train.keys)
     if len(groups) < 2:
         raise ValueError(f"training the heads needs at least 2 names, got {len(groups)}")
     g = torch.Generator().manual_seed(settings.seed)

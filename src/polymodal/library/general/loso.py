@@ -139,6 +139,18 @@ GRID = tuple(HeadSettings(epochs=10, anchor=a, pooled=p, per_name=n)
 VALIDATION = ("breeze", "numix")
 
 
+def unseen_recall(train: Features, held: Features, settings: HeadSettings) -> float:
+    """Caption -> picture R@10 on ``held``'s gallery, for its captions whose name
+    ``train`` lacks, of the heads trained on ``train`` with ``settings``."""
+    w = train_heads(train, settings)
+    test = held.take(gallery_index(len(held)))
+    seen = set(train.keys)
+    keep = np.array([k not in seen for k in test.keys])
+    m, _ = measure(embed(w, "image", picture_inputs(test, settings.pooled)),
+                   embed(w, "caption", test.words), test.captions, keep)
+    return m["R@10"]
+
+
 def choose_settings(features: dict[str, Features]) -> tuple[HeadSettings, list[str]]:
     """The settings of :data:`GRID` with the best mean unseen caption -> picture R@10
     over :data:`VALIDATION`, each left out of a corpus without the measured sources
@@ -149,13 +161,7 @@ def choose_settings(features: dict[str, Features]) -> tuple[HeadSettings, list[s
         scores = []
         for held in VALIDATION:
             train = concat([features[n] for n in pool if n != held])
-            w = train_heads(train, s)
-            test = features[held].take(gallery_index(len(features[held])))
-            seen = set(train.keys)
-            keep = np.array([k not in seen for k in test.keys])
-            m, _ = measure(embed(w, "image", picture_inputs(test, s.pooled)),
-                           embed(w, "caption", test.words), test.captions, keep)
-            scores.append(m["R@10"])
+            scores.append(unseen_recall(train, features[held], s))
         mean = float(np.mean(scores))
         lines.append(f"pooled features {'read' if s.pooled else 'not read'}, pull "
                      f"{s.anchor}, {s.per_name} picture a name: unseen R@10 "
