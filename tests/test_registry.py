@@ -134,3 +134,29 @@ def test_cli_datasets_make_with_a_misspelt_name_exits_2_naming_the_nearest(tmp_p
     assert code == 2, output
     assert "unknown dataset 'av-digit'; did you mean 'av-digits'?" in output
     assert not (tmp_path / "d").exists()
+
+
+def test_every_builtin_module_imports_first_on_its_own():
+    # `import polymodal.encoders.audio` as a program's first import: its decorators run
+    # before the other encoder modules load, which once imported names from the
+    # half-run module (ImportError: partially initialized module)
+    import subprocess
+    import sys
+
+    from polymodal.data.bundled.registry import DATASETS
+    from polymodal.encoders.registry import ENCODERS
+    from polymodal.fusion.base import FUSIONS
+
+    counts = {"ENCODERS": len(ENCODERS), "FUSIONS": len(FUSIONS), "DATASETS": len(DATASETS)}
+    check = ("from polymodal.encoders.registry import ENCODERS; "
+             "from polymodal.fusion.base import FUSIONS; "
+             "from polymodal.data.bundled.registry import DATASETS; "
+             "print(len(ENCODERS), len(FUSIONS), len(DATASETS))")
+    modules = [*ENCODERS._modules, *FUSIONS._modules, *DATASETS._modules]
+    runs = {m: subprocess.Popen([sys.executable, "-c", f"import {m}; {check}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for m in modules}
+    for module, run in runs.items():
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, f"import {module} first: {err[-800:]}"
+        assert out.split() == [str(counts[k]) for k in ("ENCODERS", "FUSIONS", "DATASETS")]

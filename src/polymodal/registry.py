@@ -16,8 +16,10 @@ which says what kind of thing was asked for, the nearest known names and all of 
 from __future__ import annotations
 
 import difflib
+import importlib
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from polymodal.data.errors import PolymodalError
@@ -54,13 +56,20 @@ def nearest(name: str, known: Iterable[str]) -> str | None:
 class Registry(Generic[T]):
     """Named entries of one kind; ``kind`` is what the error calls them ("fusion").
 
-    ``load`` (optional) imports the modules whose decorators fill the registry, run
-    before the first lookup (so that naming an encoder does not import every one of
-    them at ``import polymodal``)."""
+    ``modules`` (optional) are the builtin modules whose decorators fill the registry,
+    imported in that order before the first lookup (so that naming an encoder does not
+    import every one of them at ``import polymodal``); ``load`` is any other callable
+    that fills it. A builtin module imported first, on its own, registers its entries
+    as it runs, and the others load at the first lookup: loading them in the middle of
+    its import would hand them its half-run module."""
 
-    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, load: Callable[[], None] | None = None,
+                 modules: Sequence[str] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._modules = tuple(modules)
+        if modules and load is None:
+            load = self._import_modules
         self._load = load
         self._loading = threading.RLock()  # a server's first lookups come at once
         self._loader: int | None = None  # the thread running ``load``
@@ -79,6 +88,19 @@ class Registry(Generic[T]):
                         self._loader = None
         return self._entries
 
+    def _import_modules(self) -> None:
+        for module in self._modules:
+            importlib.import_module(module)
+
+    def _builtin_importing(self) -> bool:
+        """Whether one of the builtin modules is being imported now (its decorators
+        are running)."""
+        for module in self._modules:
+            spec = getattr(sys.modules.get(module), "__spec__", None)
+            if spec is not None and getattr(spec, "_initializing", False):
+                return True
+        return False
+
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator that registers its target under ``name``."""
         def wrap(entry: T) -> T:
@@ -89,7 +111,8 @@ class Registry(Generic[T]):
     def add(self, name: str, entry: T) -> None:
         """Register ``entry`` as ``name`` (refused if the name is taken, the builtin
         entries included: they are loaded first)."""
-        if self._load is not None and self._loader != threading.get_ident():
+        if self._load is not None and self._loader != threading.get_ident() \
+                and not self._builtin_importing():
             self._loaded()
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")

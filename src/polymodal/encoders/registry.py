@@ -24,13 +24,11 @@ class EncoderInfo:
     needs: str | None = None  # the argument a user must give, e.g. "model=NAME_OR_FOLDER"
 
 
-def _load_all() -> None:
-    # importing the encoder modules registers their encoders
-    from polymodal.encoders import audio, audio_whisper, bridge, handcrafted, image, text  # noqa: F401
-
-
+#: the modules whose import registers the builtin encoders
+ENCODER_MODULES = tuple(f"polymodal.encoders.{m}" for m in (
+    "audio", "audio_whisper", "bridge", "handcrafted", "image", "text_transformers", "text"))
 #: every encoder by name; the encoder modules are imported at the first lookup
-ENCODERS: Registry[EncoderInfo] = Registry("encoder", load=_load_all)
+ENCODERS: Registry[EncoderInfo] = Registry("encoder", modules=ENCODER_MODULES)
 
 
 def _always() -> bool:

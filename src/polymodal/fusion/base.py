@@ -20,13 +20,8 @@ from torch import nn
 from polymodal.encoders.base import Encoded
 from polymodal.registry import Registry
 
-
-def _load_methods() -> None:
-    from polymodal.fusion import methods  # noqa: F401  (registers them)
-
-
 #: every fusion class by name (``polymodal.fusion`` imports the methods that fill it)
-FUSIONS: Registry[type[Fusion]] = Registry("fusion", load=_load_methods)
+FUSIONS: Registry[type[Fusion]] = Registry("fusion", modules=("polymodal.fusion.methods",))
 
 
 def module_key(column: str) -> str:

@@ -41,18 +41,10 @@ class DatasetSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_makers() -> None:
-    # importing the modules registers their makers
-    from polymodal.data.bundled import (  # noqa: F401
-        av_digits,
-        fashion_mnist,
-        sort_of_clevr,
-        tuxpaint,
-    )
-
-
 #: every bundled dataset by name; the maker modules are imported at the first lookup
-DATASETS: Registry[DatasetSpec] = Registry("dataset", load=_load_makers)
+DATASETS: Registry[DatasetSpec] = Registry("dataset", modules=tuple(
+    f"polymodal.data.bundled.{m}"
+    for m in ("av_digits", "fashion_mnist", "sort_of_clevr", "tuxpaint")))
 
 
 def register_dataset(name: str, *, description: str, source: str, licence: str,
