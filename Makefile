@@ -31,13 +31,17 @@ bench-quick: $(STAMP) sysdeps ## every benchmark on small data (minutes), to a s
 	$(MAKE) sysdeps SYS_PACKAGES="$(BENCH_PACKAGES) $(GENERAL_PACKAGES)"
 	$(PY) -m benchmarks --quick
 
-# Debian packages of the pictures builtin:general is trained and measured on (its corpus,
-# polymodal.library.general.sources) and of the mixed folder its library is measured on
+# Debian packages of the pictures and sounds builtin:general is trained and measured on
+# (its corpus, polymodal.library.general.sources and .sound_sources) and of the mixed
+# folder its library is measured on
 GENERAL_PACKAGES := adwaita-icon-theme tango-icon-theme oxygen-icon-theme \
 	papirus-icon-theme breeze-icon-theme gnome-icon-theme mate-icon-theme faenza-icon-theme \
 	elementary-icon-theme numix-icon-theme wesnoth-1.16-data freeciv-data \
 	deepin-icon-theme paper-icon-theme obsidian-icon-theme supertux-data hedgewars-data \
 	dia-common sound-theme-freedesktop oxygen-sounds \
+	0ad-data widelands-data supertuxkart-data minetest-data lincity-ng-data \
+	deepin-sound-theme yaru-theme-sound psi-plus-sounds pingus-data frozen-bubble-data \
+	extremetuxracer-data \
 	yaru-theme-icon moka-icon-theme suru-icon-theme lxde-icon-theme
 
 model: $(STAMP) ## train builtin:general's heads on the corpus into src/polymodal/models/ (shipped)

@@ -3,7 +3,8 @@
 caption retrieval (R@1/5/10, median rank, gallery of up to 1,000) next to chance, the
 bridge without its "nothing" axis and ``builtin:lit-tuxpaint``, in one run; speech ->
 caption through Whisper; and zero-shot classification on every labelled set
-(:mod:`benchmarks.general_zero_shot`).
+(:mod:`benchmarks.general_zero_shot`). The library on a folder of mixed media is
+:mod:`benchmarks.general_library`; sounds, :mod:`benchmarks.general_sounds`.
 
 The heads measured on a source are trained in the run on every other corpus source
 (leave one source out: what the shipped heads would be had that source not been in
@@ -164,41 +165,6 @@ def _speech_rows(models: dict[str, Any], quick: bool) -> list[list[str]]:
                  "builtin:general (Whisper -> MiniLM)", res["picture -> caption"], chance)]
 
 
-def _library_rows(quick: bool) -> tuple[list[list[str]], int]:
-    """The library on a folder of mixed media (:mod:`polymodal.library.general.mixed`):
-    index time, and per kind of answer hit@1 / hit@10 for each model; and the folder's
-    item count (for chance)."""
-    import shutil
-    import time
-
-    from polymodal.library.builtin import builtin_model
-    from polymodal.library.general.mixed import hits, make_folder
-    from polymodal.library.library import Library
-
-    folder = CACHE / "mixed-folder"
-    questions = make_folder(folder, per_theme=3 if quick else 100)
-    if quick:
-        questions = questions.groupby("kind").head(3).reset_index(drop=True)
-    items = len(list(folder.iterdir()))
-    root = CACHE / "libraries"
-    shutil.rmtree(root, ignore_errors=True)  # a cold index each run
-    rows = []
-    for name in ("general", "lit-tuxpaint"):
-        model = builtin_model(name, root=RESULTS / "pretrained", quick=quick)
-        lib = Library.create(f"mixed-{name}", model, root=root)
-        start = time.perf_counter()
-        report = lib.index(folder, progress=False)
-        seconds = time.perf_counter() - start
-        found = [[Path(h.path).name for h in lib.search(q, k=10)]
-                 for q in questions["question"]]
-        for kind, r in hits(found, questions).iterrows():
-            rows.append([f"builtin:{name}", str(kind), f"{r['questions']:.0f}",
-                         f"{r['hit1']:.3f}", f"{r['hit10']:.3f}",
-                         f"{r['hit10'] / min(1.0, 10 / items):.1f}x",
-                         f"{seconds:.0f} s ({report.added} facets)" if kind == "all" else ""])
-    return rows, items
-
-
 def run(quick: bool = False) -> Section:
     from polymodal.library.general.heads import HeadSettings
     from polymodal.library.general.loso import choose_settings, corpus_size
@@ -214,7 +180,6 @@ def run(quick: bool = False) -> Section:
 
     zero = zero_shot_rows({"general": models["general"], "bridge": untrained_bridge(),
                            "lit": models["lit"]}, quick)
-    library, items = _library_rows(quick)
     notes = [f"Corpus: {pictures:,} captioned pictures from {len(features) - 1} sources "
              f"({names:,} distinct names, a name shared by sources counted once); heads: "
              f"residual linear LiT heads on the locked bridge and MiniLM (polymodal.library."
@@ -234,15 +199,6 @@ def run(quick: bool = False) -> Section:
               "builtin:lit-tuxpaint | general / chance |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     notes += ["| " + " | ".join(r) + " |" for r in zero]
-    notes += ["", f"The library on a folder of mixed media ({items} files: scikit-image's "
-              "sample photos, the tuxpaint test split's stamps, sound effects and spoken "
-              "descriptions, 100 icons of each of four icon themes no corpus source reads: "
-              "Yaru, Moka, Suru, nuoveXT2; polymodal.library.general.mixed), indexed cold, "
-              "each answer's caption asked with `search` (k 10); 'x chance' is hit@10 over "
-              "10 / files:", "",
-              "| model | answer kind | questions | hit@1 | hit@10 | hit@10 / chance | "
-              "index time |", "|---|---|---:|---:|---:|---:|---|"]
-    notes += ["| " + " | ".join(r) + " |" for r in library]
     notes += ["", "Sources and their data cards: docs/general-model.md. 'bridge alone' is "
               "the untrained concept bridge; 'LiT heads on the others': the heads trained "
               "in this run on every corpus source but the one measured (the tuxpaint train "
@@ -255,7 +211,7 @@ def run(quick: bool = False) -> Section:
               "its tuxpaint rows are in-domain. 'x chance' is R@10 over chance's R@10."]
     return Section(key="general-model",
                    title="builtin:general: retrieval on sources it never saw, speech, "
-                         "zero-shot, a mixed folder",
+                         "zero-shot",
                    command="python -m benchmarks --only general-model" +
                            (" --quick" if quick else ""),
                    columns=["source", "rows", "direction", "model", "R@1", "R@5", "R@10",

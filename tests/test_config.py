@@ -106,5 +106,11 @@ def test_a_saved_model_keeps_its_settings_and_a_newer_format_is_refused(tmp_path
     (folder / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(ValueError, match=r"format 3.*install polymodal>=9.0.0"):
         Predictor.load(folder)
+    # ... and so does one in today's format with a tower this version does not have
+    saved["polymodal"] = 2
+    saved["fitted"]["encoders"]["image"]["name"] = "tower-of-9"
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ValueError, match=r"encoder 'tower-of-9'.*install polymodal>=9.0.0"):
+        Predictor.load(folder)
     with pytest.raises(ValueError, match="not a saved Pretrainer"):
         Pretrainer.load(p.save(tmp_path / "again"))

@@ -20,7 +20,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
 
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["DataError", "Manifest", "MediaError", "MultimodalDataset", "Predictor",
            "__version__", "validate"]

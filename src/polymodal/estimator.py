@@ -32,6 +32,7 @@ from polymodal.encoders.cache import CachedFeatures
 from polymodal.encoders.registry import build_encoder
 from polymodal.estimator_data import SHARD_VOCAB_ROWS, DataPath
 from polymodal.presets import Preset, encoder_spec, resolve_preset
+from polymodal.registry import UnknownName
 
 EncoderSpecs = dict[str, tuple[str, dict[str, Any]]]
 #: settings that name this machine's folders for one run: not saved with a model (a
@@ -352,7 +353,15 @@ class Estimator(DataPath):
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: cannot read the {what}: its config.yaml lacks or "
                              f"garbles {exc} (half-written or edited); refused") from None
-        est._encoders = build_encoders(est.encoder_specs_, saved.extra)
+        try:
+            est._encoders = build_encoders(est.encoder_specs_, saved.extra)
+        except UnknownName as exc:  # a tower of a later version (builtin:general's, say)
+            from polymodal import __version__
+
+            raise ValueError(f"{path}: saved by polymodal {saved.saved_by or 'another'} "
+                             f"with the {exc.kind} {exc.name!r}, which this polymodal "
+                             f"({__version__}) lacks: install polymodal>="
+                             f"{saved.saved_by or __version__} to load it") from None
         est._cache_loaders = {}
         est.model_ = est._make_model()
         load_weights(est._saved_module(), saved.state, saved.extra, path)

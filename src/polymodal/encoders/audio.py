@@ -12,7 +12,7 @@ cut (both documented behaviour, not errors).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -236,6 +236,17 @@ def _has_whisper() -> bool:
         return False
 
 
+class Heard(NamedTuple):
+    """What Whisper heard in a clip: its ``text`` and ``speech``, in [0, 1], how surely
+    the clip is speech: Whisper's own ``1 - no_speech_prob``, faded to 0 as the
+    transcript's mean log-probability falls from -1 to -2 (a sound effect's
+    "transcript" is most often nothing, else a guess such as "Thank you." at about
+    -1.3; the tuxpaint stamps' spoken descriptions are at -0.5 to -1.25)."""
+
+    text: str
+    speech: float
+
+
 class SpeechToText:
     """Transcribe 16 kHz mono waveforms with faster-whisper (CTranslate2, CPU int8).
 
@@ -261,10 +272,20 @@ class SpeechToText:
 
     def transcribe(self, wave: np.ndarray) -> str:
         """The spoken text of one clip ("" for silence)."""
+        return self.listen(wave).text
+
+    def listen(self, wave: np.ndarray) -> Heard:
+        """The spoken text of one clip and how surely it is speech (:class:`Heard`)."""
         segments, _info = self._load().transcribe(np.asarray(wave, dtype=np.float32),
                                                   language=self.language, beam_size=1,
                                                   vad_filter=False)
-        return " ".join(s.text.strip() for s in segments).strip()
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not segments or not text:
+            return Heard(text, 0.0)
+        no_speech = min(s.no_speech_prob for s in segments)
+        logprob = max(s.avg_logprob for s in segments)
+        return Heard(text, float((1 - no_speech) * np.clip(logprob + 2, 0, 1)))
 
     def __getstate__(self) -> dict[str, Any]:  # the model is loaded again in each worker
         return {**self.__dict__, "_model": None}

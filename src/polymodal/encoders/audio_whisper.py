@@ -22,6 +22,8 @@ from polymodal.encoders.registry import register_encoder
 
 SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 100  # Whisper's log-mel hop: 10 ms
+#: how the states of a clip are pooled
+POOLINGS = ("mean", "mean+std")
 
 
 @register_encoder("whisper-encoder", modality="audio", pretrained=True,
@@ -29,8 +31,8 @@ FRAMES_PER_SECOND = 100  # Whisper's log-mel hop: 10 ms
                   description="Whisper tiny.en's encoder (offline, CTranslate2 int8), its "
                               "states averaged over the frames that hold sound")
 class WhisperAudioEncoder(ModalityEncoder):
-    """Whisper's encoder states of a clip (its first ``max_seconds``), averaged over
-    the frames that hold sound.
+    """Whisper's encoder states of a clip (its first ``max_seconds``), pooled over the
+    frames that hold sound: their mean, or their mean and standard deviation.
 
     Args:
         model: a CTranslate2 Whisper folder (default: the offline tiny.en one).
@@ -38,27 +40,35 @@ class WhisperAudioEncoder(ModalityEncoder):
             this length, as Whisper pads to 30 s; 5 s costs about 30 ms a clip on one
             thread).
         threads: CTranslate2's intra-op threads.
+        pooling: "mean" (384-d) or "mean+std" (768-d: how the states vary over the clip
+            too, which tells a steady hum from a knock).
     """
 
     modality = "audio"
     pretrained = True
 
     def __init__(self, model: str | os.PathLike[str] | None = None, max_seconds: float = 5.0,
-                 threads: int = 1) -> None:
+                 threads: int = 1, pooling: str = "mean") -> None:
         super().__init__()
         if max_seconds <= 0:
             raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.model_path = str(model) if model is not None else whisper_path()
         self.max_seconds, self.threads = float(max_seconds), int(threads)
         self.frames = round(self.max_seconds * FRAMES_PER_SECOND)
         self._model: Any = None
         self._features: Any = None
-        self.output_dim = 384
+        self.output_dim = 384 * (2 if pooling == "mean+std" else 1)
         self.freeze()
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.model_path, "max_seconds": self.max_seconds,
-                "threads": self.threads}
+        out: dict[str, Any] = {"model": self.model_path, "max_seconds": self.max_seconds,
+                               "threads": self.threads}
+        if self.pooling != "mean":  # the key a cache of "mean" features was made under
+            out["pooling"] = self.pooling
+        return out
 
     def _extractor(self) -> Any:
         if self._features is None:
@@ -74,7 +84,6 @@ class WhisperAudioEncoder(ModalityEncoder):
             self._model = ctranslate2.models.Whisper(
                 self.model_path, device="cpu", compute_type="int8",
                 intra_threads=self.threads)
-            self.output_dim = 384
         return self._model
 
     def preprocess(self, value: np.ndarray) -> torch.Tensor:
@@ -100,7 +109,11 @@ class WhisperAudioEncoder(ModalityEncoder):
         frames = torch.full((batch,), t, dtype=torch.long) if lengths is None else lengths
         held = ((frames.clamp(min=1, max=self.frames) + 1) // 2).to(tokens.device)
         mask = lengths_to_mask(held, tokens.shape[1], batch, tokens.device)
-        return Encoded(tokens, mask, masked_mean(tokens, mask))
+        mean = masked_mean(tokens, mask)
+        if self.pooling == "mean":
+            return Encoded(tokens, mask, mean)
+        spread = masked_mean((tokens - mean[:, None]) ** 2, mask).sqrt()
+        return Encoded(tokens, mask, torch.cat([mean, spread], 1))
 
     def __getstate__(self) -> dict[str, Any]:  # the model is loaded again in each worker
         return {**self.__dict__, "_model": None, "_features": None}

@@ -26,7 +26,8 @@ class EncoderInfo:
 
 #: the modules whose import registers the builtin encoders
 ENCODER_MODULES = tuple(f"polymodal.encoders.{m}" for m in (
-    "audio", "audio_whisper", "bridge", "handcrafted", "image", "text_transformers", "text"))
+    "audio", "audio_whisper", "audio_heard", "bridge", "handcrafted", "image", "text_transformers",
+    "text"))
 #: every encoder by name; the encoder modules are imported at the first lookup
 ENCODERS: Registry[EncoderInfo] = Registry("encoder", modules=ENCODER_MODULES)
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 
+from polymodal.encoders.audio_heard import SPEECH_AT, SPEECH_FROM
 from polymodal.encoders.bridge import (
     CONFIDENT_AT,
     N_CONCEPTS,
@@ -39,6 +40,7 @@ from polymodal.encoders.bridge import (
 )
 from polymodal.library.answer import CALIBRATION
 from polymodal.library.general.heads import HeadSettings
+from polymodal.library.general.sound_head import SoundHeadSettings
 
 #: the shipped model folder (package data)
 MODEL_FOLDER = SHIPPED.parent / "general"
@@ -46,7 +48,7 @@ MODEL_FOLDER = SHIPPED.parent / "general"
 #: score 0.42 to 0.67 with their words, a blank or grey page under 0.1, Gaussian noise
 #: 0.24, sentences about unrelated things mostly under 0.3 (docs/general-model.md)
 CLOSE_SCORE = 0.3
-#: the model's columns and roles: a picture, its caption, a spoken description
+#: the model's columns and roles: a picture, its caption, a clip (speech or a sound)
 ROLES: dict[str, dict[str, str]] = {
     "caption": {"role": "text", "source": "inline"},
     "image": {"role": "image", "source": "path"},
@@ -61,12 +63,18 @@ ENCODERS: dict[str, dict[str, Any]] = {
     "image": {"name": "imagenet-bridge", "options": _BRIDGE},
     "speech": {"name": "speech-text", "options": {"text_encoder": "minilm"}},
 }
-#: the trained model's: the bridge also gives its pooled features to the picture head
+#: the trained model's: the bridge also gives its pooled features to the picture head;
+#: a clip is heard for its words and its sound (:mod:`polymodal.encoders.audio_heard`)
 TRAINED_ENCODERS: dict[str, dict[str, Any]] = {
-    **ENCODERS, "image": {"name": "imagenet-bridge", "options": {**_BRIDGE, "pooled": True}}}
+    **ENCODERS, "image": {"name": "imagenet-bridge", "options": {**_BRIDGE, "pooled": True}},
+    "speech": {"name": "speech-and-sound", "options": {
+        "text_encoder": "minilm", "speech_from": SPEECH_FROM, "speech_at": SPEECH_AT}}}
 #: the shipped heads' training settings: chosen on training-only sources (breeze and
 #: numix left out; ``loso.choose_settings``, in the general-model benchmark)
 SHIPPED_SETTINGS = HeadSettings(epochs=10, anchor=0.1, pooled=True)
+#: the shipped audio head's: chosen on the training-only sound sources 0ad and minetest
+#: (``sound_loso.choose_sound_settings``, in the general-sounds benchmark)
+SHIPPED_SOUND_SETTINGS = SoundHeadSettings()
 
 
 def build_vectors(path: Path = SHIPPED) -> Path:
@@ -91,8 +99,9 @@ def fixed_heads(dim_in_text: int = 384) -> dict[str, torch.Tensor]:
 def build_model(folder: Path = MODEL_FOLDER,
                 trained: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the ``builtin:general`` folder (a saved Pretrainer that loads offline): the
-    fixed heads, or the ``trained`` picture and caption heads (:mod:`.heads`; the
-    speech head is the caption's, a transcript being words)."""
+    fixed heads, or the ``trained`` picture, caption and clip heads (:mod:`.heads`,
+    :mod:`.sound_head`: the clip head is the caption head on the transcript beside
+    the trained map of the sound)."""
     from polymodal.pretraining import Pretrainer
 
     encoders = ENCODERS if trained is None else TRAINED_ENCODERS
@@ -111,8 +120,7 @@ def build_model(folder: Path = MODEL_FOLDER,
     with torch.no_grad():
         heads = fixed_heads()
         if trained is not None:
-            heads = {"image": trained["image"], "caption": trained["caption"],
-                     "speech": trained["caption"].clone()}
+            heads = {c: trained[c] for c in ("image", "caption", "speech")}
         for column, weight in heads.items():
             linear = pre.model_.heads[column].net
             linear.weight.copy_(weight)
@@ -129,21 +137,34 @@ def build_model(folder: Path = MODEL_FOLDER,
 
 
 def read_heads(folder: Path = MODEL_FOLDER) -> dict[str, torch.Tensor]:
-    """The picture and caption heads' weights of a saved ``builtin:general`` folder."""
+    """The picture, caption and clip heads' weights of a saved ``builtin:general``
+    folder."""
     from safetensors.torch import load_file
 
     state = load_file(str(folder / "model.safetensors"))
-    return {"image": state["heads.image.net.weight"],
-            "caption": state["heads.caption.net.weight"]}
+    return {c: state[f"heads.{c}.net.weight"] for c in ("image", "caption", "speech")}
 
 
 def trained_heads(cache: Path) -> dict[str, torch.Tensor]:
-    """The heads trained on the whole corpus (its tower outputs kept in ``cache``: the
-    first run encodes about 34,000 pictures, about an hour on two cores with
-    ``POLYMODAL_ENCODE_PROCESSES=2``)."""
+    """The picture and caption heads trained on the whole picture corpus (its tower
+    outputs kept in ``cache``: the first run encodes about 34,000 pictures, about an
+    hour on two cores with ``POLYMODAL_ENCODE_PROCESSES=2``)."""
     from polymodal.library.general.loso import load_all, shipped_weights
 
     return shipped_weights(load_all(cache), SHIPPED_SETTINGS)
+
+
+def clip_head(cache: Path, caption_head: torch.Tensor) -> torch.Tensor:
+    """The clip head: the caption head on the transcript beside the audio map trained
+    on every sound source (:mod:`.sound_head`; their features kept in ``cache``: about
+    20 minutes on two cores the first time, Whisper transcribing 1,050 clips)."""
+    from polymodal.library.general.sound_features import concat_sounds
+    from polymodal.library.general.sound_head import train_sound_head
+    from polymodal.library.general.sound_loso import load_sounds
+
+    sounds = concat_sounds(list(load_sounds(cache).values()))
+    head = train_sound_head(sounds, caption_head, SHIPPED_SOUND_SETTINGS)
+    return head.linear(caption_head)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=None,
                         help="where the corpus's tower outputs are kept (default: "
                              "$POLYMODAL_MODELS/general-corpus)")
+    parser.add_argument("--sounds-only", action="store_true",
+                        help="train the clip head only; keep the shipped folder's picture "
+                             "and caption heads (as the last full build trained them)")
     args = parser.parse_args(argv)
     if args.choose:
         from polymodal.library.general.tuning import print_grid
@@ -165,13 +189,16 @@ def main(argv: list[str] | None = None) -> None:
         print_grid()
         return
     torch.set_num_threads(1)  # one thread: the same sums, whatever the cores
-    print(f"name vectors -> {build_vectors()}")
+    if not args.sounds_only:
+        print(f"name vectors -> {build_vectors()}")
     if args.untrained:
         print(f"builtin:general (untrained) -> {build_model()}")
         return
     from polymodal.library.builtin import models_home
 
-    heads = trained_heads(args.cache or models_home() / "general-corpus")
+    cache = args.cache or models_home() / "general-corpus"
+    heads = read_heads() if args.sounds_only else trained_heads(cache)
+    heads["speech"] = clip_head(cache, heads["caption"])
     print(f"builtin:general -> {build_model(trained=heads)}")
 
 
