@@ -14,9 +14,11 @@ from benchmarks.report import RESULTS, Section
 CACHE = RESULTS / "runs" / "general-model"  # the folder and libraries: ignored by git
 
 
-def library_rows(quick: bool) -> tuple[list[list[str]], int]:
-    """Per model and kind of answer: questions, hit@1, hit@10, hit@10 over chance and
-    (on the "all" row) the index time; and the folder's item count."""
+def library_rows(quick: bool, models: tuple[str, ...] = ("general", "lit-tuxpaint")
+                 ) -> tuple[list[list[str]], int]:
+    """Per builtin model (of ``models``) and kind of answer: questions, hit@1, hit@10,
+    hit@10 over chance and (on the "all" row) the index time; and the folder's item
+    count."""
     from polymodal.library.builtin import builtin_model
     from polymodal.library.general.mixed import hits, make_folder
     from polymodal.library.library import Library
@@ -29,7 +31,7 @@ def library_rows(quick: bool) -> tuple[list[list[str]], int]:
     root = CACHE / "libraries"
     shutil.rmtree(root, ignore_errors=True)  # a cold index each run
     rows = []
-    for name in ("general", "lit-tuxpaint"):
+    for name in models:
         model = builtin_model(name, root=RESULTS / "pretrained", quick=quick)
         lib = Library.create(f"mixed-{name}", model, root=root)
         start = time.perf_counter()

@@ -114,6 +114,31 @@ def _stamp_rows(quick: bool) -> list[list[str]]:
     return rows
 
 
+def _zero_shot_rows(quick: bool) -> list[list[str]]:
+    """Zero-shot classification of every labelled set of sounds
+    (:mod:`benchmarks.general_zero_shot`) by the shipped model and by the same model
+    with the transcript alone (its clip tower ``speech-text``, its clip head the
+    caption head: builtin:general before 0.4)."""
+    import tempfile
+
+    from benchmarks.general_zero_shot import rows
+    from polymodal.library.general.build import (
+        ENCODERS,
+        MODEL_FOLDER,
+        TRAINED_ENCODERS,
+        build_model,
+        read_heads,
+    )
+    from polymodal.pretraining import Pretrainer
+
+    heads = read_heads(MODEL_FOLDER)
+    before = build_model(Path(tempfile.mkdtemp(prefix="transcript-alone-")) / "general",
+                         trained={**heads, "speech": heads["caption"]},
+                         encoders={**TRAINED_ENCODERS, "speech": ENCODERS["speech"]})
+    return rows({"general": Pretrainer.load(MODEL_FOLDER),
+                 "transcript": Pretrainer.load(before)}, quick, kinds=("sound",))
+
+
 def run(quick: bool = False) -> Section:
     import torch
 
@@ -128,6 +153,7 @@ def run(quick: bool = False) -> Section:
         choose_sound_settings(sounds, caption_head)
     measured = tuple(n for n in MEASURED if n in sounds)
     rows = _loso_rows(sounds, caption_head, chosen, measured) + _stamp_rows(quick)
+    zero = _zero_shot_rows(quick)
     clips = sum(len(f) for f in sounds.values())
     notes = [f"Sound corpus: {clips:,} named clips of {len(sounds)} sources (data cards: "
              "docs/general-model.md). Audio head: a linear map of Whisper's pooled encoder "
@@ -144,7 +170,14 @@ def run(quick: bool = False) -> Section:
               "rows: the head trained in this run on every other sound source; one clip per "
               "name, the gallery is the source's names (or clips). The tuxpaint test split's "
               "clips (the mixed folder's) are never trained on; their rows run the shipped "
-              "model folder end to end. 'x chance' is R@10 over chance's R@10."]
+              "model folder end to end. 'x chance' is R@10 over chance's R@10.", "",
+              "Zero-shot classification of every labelled set of sounds (benchmarks/"
+              "general_zero_shot.py: each class named in words, no labels used; the "
+              "real-data suite's sets are evaluation data, never trained on), the shipped "
+              "model against the same model with the transcript alone:", "",
+              "| set | kind | rows | classes | chance | builtin:general | transcript alone "
+              "| general / chance |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    notes += ["| " + " | ".join(r) + " |" for r in zero]
     return Section(key="general-sounds",
                    title="builtin:general: sound effects by what they are, speech by what "
                          "it says",

@@ -5,8 +5,8 @@ the untrained bridge (the same towers, heads that learnt nothing) and
 ``builtin:lit-tuxpaint``. No labels are used: each class is named in words (the label
 as a user would write it, :data:`CLASS_WORDS`) and every row of a set is classified.
 Pictures go through the image tower, sounds through the audio one (for the general
-model: Whisper's transcript -> MiniLM), so recordings that are not speech have only
-what Whisper writes for them."""
+model since 0.4: what Whisper hears said and how the clip sounds, by how surely it is
+speech; :mod:`benchmarks.general_sounds` measures the transcript alone beside it)."""
 
 from __future__ import annotations
 
@@ -94,14 +94,17 @@ def untrained_bridge() -> Any:
     return Pretrainer.load(build_model(folder))
 
 
-def rows(models: dict[str, Any], quick: bool, pictures_only: tuple[str, ...] = ("bridge",)
-         ) -> list[list[str]]:
+def rows(models: dict[str, Any], quick: bool, pictures_only: tuple[str, ...] = ("bridge",),
+         kinds: tuple[str, ...] = ("picture", "sound")) -> list[list[str]]:
     """One row per set and column: rows, classes, chance, then each model's accuracy
     ("-" where a model has no tower for the column, and for sounds where the model is
     in ``pictures_only``: the untrained bridge is a picture tower, its sound tower
-    the general model's without the trained head), and general over chance."""
+    the general model's without the trained head), and general over chance; the sets
+    of ``kinds`` only."""
     out = []
     for name, table, column in _bundled(quick) + _real(quick):
+        if ("picture" if column == "image" else "sound") not in kinds:
+            continue
         words = CLASS_WORDS.get(name, {})
         table = table.assign(label=[words.get(str(v), str(v)) for v in table["label"]])
         scores = {}

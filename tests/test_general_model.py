@@ -122,6 +122,28 @@ def test_speech_is_found_by_what_it_says(general, tmp_path):
     assert sims[0] > sims[1] and sims[0] > 0.5
 
 
+@pytest.mark.slow  # Whisper transcribes (a few seconds here)
+def test_a_clip_is_heard_for_its_words_and_silence_for_nothing(general, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from polymodal.data.media import decode_audio
+
+    model, _folder = general
+    tower = model.model_.encoder("speech")
+    wav = tmp_path / "say.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "a black cat sleeps on the sofa"],
+                   check=True, capture_output=True)
+    spoken = tower.preprocess(decode_audio(wav))
+    silence = np.zeros(32000, np.float32)
+    assert 1 - spoken[-1].item() >= 0.5  # the words make most of a spoken clip's place
+    assert tower.preprocess(silence)[-1].item() == 1.0  # nothing said: its sound alone
+    words = model.embed_values("caption", QUERIES)
+    assert (model.embed_values("speech", [silence]) @ words.T).max() < CLOSE_SCORE / 2
+
+
 def test_answers_say_when_nothing_is_close():
     hit = Hit(item="noise", key="k", score=0.08, column="image", modality="image",
               path="", text="", thumbnail="")

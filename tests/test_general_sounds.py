@@ -171,3 +171,22 @@ def test_the_speech_and_sound_tower_weights_words_and_sound_by_speech(monkeypatc
         assert words.norm().item() == pytest.approx(speech, abs=1e-5)
     said = enc.speech.text.encode(["a cow says moo"]).pooled[0]
     assert torch.allclose(words, torch.nn.functional.normalize(said, dim=0), atol=1e-5)
+
+
+def test_the_shipped_clip_head_reads_words_as_the_caption_head_and_sounds_beside_them(
+        ) -> None:
+    import yaml
+
+    from polymodal.encoders.audio_heard import SPEECH_AT, SPEECH_FROM
+    from polymodal.library.general.build import MODEL_FOLDER, read_heads
+
+    config = yaml.safe_load((MODEL_FOLDER / "config.yaml").read_text())
+    tower = config["fitted"]["encoders"]["speech"]
+    assert tower["name"] == "speech-and-sound"
+    assert (tower["options"]["speech_from"], tower["options"]["speech_at"]) == \
+        (SPEECH_FROM, SPEECH_AT)
+    heads = read_heads(MODEL_FOLDER)
+    clip = heads["speech"]
+    assert clip.shape == (DIM, 384 + EFFECT_DIM + 1)
+    assert torch.equal(clip[:, :384], heads["caption"])  # speech lands where its words do
+    assert torch.all(clip[DIM - 1] == 0) and clip[:, 384:].abs().sum() > 0

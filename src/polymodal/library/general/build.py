@@ -96,15 +96,16 @@ def fixed_heads(dim_in_text: int = 384) -> dict[str, torch.Tensor]:
     return {"caption": text, "image": torch.eye(out), "speech": text.clone()}
 
 
-def build_model(folder: Path = MODEL_FOLDER,
-                trained: dict[str, torch.Tensor] | None = None) -> Path:
+def build_model(folder: Path = MODEL_FOLDER, trained: dict[str, torch.Tensor] | None = None,
+                encoders: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write the ``builtin:general`` folder (a saved Pretrainer that loads offline): the
     fixed heads, or the ``trained`` picture, caption and clip heads (:mod:`.heads`,
     :mod:`.sound_head`: the clip head is the caption head on the transcript beside
-    the trained map of the sound)."""
+    the trained map of the sound); ``encoders`` overrides the towers (a benchmark's
+    variant)."""
     from polymodal.pretraining import Pretrainer
 
-    encoders = ENCODERS if trained is None else TRAINED_ENCODERS
+    encoders = encoders or (ENCODERS if trained is None else TRAINED_ENCODERS)
     pre = Pretrainer(modalities=sorted(ROLES), preset="pretrained", projection="linear",
                      dim=385, seed=0,
                      encoders={c: (e["name"], e["options"]) for c, e in encoders.items()})
