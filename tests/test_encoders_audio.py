@@ -155,3 +155,12 @@ def test_the_whisper_encoder_embeds_sounds_offline_and_ignores_padding():
     assert not torch.allclose(both.pooled[0], both.pooled[1], atol=1e-2)
     with pytest.raises(ValueError, match="max_seconds"):
         build_encoder("whisper-encoder", max_seconds=0)
+    # mean and standard deviation: the same mean, then how the held frames vary
+    spread = build_encoder("whisper-encoder", max_seconds=3, pooling="mean+std")
+    assert spread.output_dim == 768 and spread.fingerprint() != enc.fingerprint()
+    out = spread.encode([tone, noise])
+    assert torch.allclose(out.pooled[:, :384], both.pooled, atol=1e-5)
+    held = both.tokens[0, :50]
+    assert torch.allclose(out.pooled[0, 384:], held.std(0, unbiased=False), atol=1e-4)
+    with pytest.raises(ValueError, match="pooling"):
+        build_encoder("whisper-encoder", pooling="max")
