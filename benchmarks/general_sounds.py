@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.general_model import _row
 from benchmarks.report import RESULTS, Section
 
 CACHE = RESULTS / "runs" / "general-model"  # features, not results: ignored by git
@@ -26,13 +27,6 @@ CACHE = RESULTS / "runs" / "general-model"  # features, not results: ignored by 
 QUICK_SOURCES = ("tuxpaint-sounds", "supertux-sounds", "freedesktop-sounds", "0ad-sounds",
                  "minetest-sounds")
 QUICK_ROWS = 12
-
-
-def _row(source: str, n: int, direction: str, path: str, m: dict[str, float],
-         chance: dict[str, float]) -> list[str]:
-    ratio = m["R@10"] / chance["R@10"] if chance["R@10"] else float("nan")
-    return [source, str(n), direction, path, f"{m['R@1']:.3f}", f"{m['R@5']:.3f}",
-            f"{m['R@10']:.3f}", f"{m['median_rank']:.0f}", f"{ratio:.1f}x"]
 
 
 def _sounds(quick: bool) -> dict[str, Any]:
@@ -49,12 +43,12 @@ def _sounds(quick: bool) -> dict[str, Any]:
 
 def _loso_rows(sounds: dict[str, Any], caption_head: Any, settings: Any,
                measured: tuple[str, ...]) -> list[list[str]]:
-    from polymodal.library.general.sound_loso import distinct_names, left_out
+    from polymodal.library.general.sound_loso import left_out
     from polymodal.pretraining.retrieval import chance_metrics
 
     rows = []
     for name in measured:
-        n = len(distinct_names(sounds[name]))
+        n = len(sounds[name].distinct())
         chance = chance_metrics([[0]] * n, n)
         results = left_out(name, sounds, caption_head, settings)
         for direction in ("sound -> caption", "caption -> sound"):

@@ -21,7 +21,7 @@ from polymodal.library.general.sound_head import (
     encoder_inputs,
     train_sound_head,
 )
-from polymodal.library.general.sound_loso import both_ways, distinct_names
+from polymodal.library.general.sound_loso import both_ways
 from polymodal.library.general.sound_sources import (
     _ZERO_AD_WORDS,
     SOUND_PACKAGES,
@@ -146,7 +146,7 @@ def test_speech_lands_where_its_words_do() -> None:
 def test_distinct_names_keep_one_clip_per_name() -> None:
     f, _ = _synthetic(4, 0, 0.0)
     f.captions[:] = ["door open", "open door", "doors open", "bell"]
-    assert distinct_names(f).captions == ["door open", "bell"]
+    assert f.distinct().captions == ["door open", "bell"]
 
 
 def test_the_speech_and_sound_tower_weights_words_and_sound_by_speech(monkeypatch) -> None:

@@ -6,7 +6,6 @@ frames that hold sound); and MiniLM's vector of each clip's caption."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -15,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from polymodal.library.general.features import rows_by_key, text_vectors
+from polymodal.library.general.sources import caption_key
+from polymodal.library.general.tuning import paths_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,11 @@ class SoundFeatures:
                              self.speech[index], self.effect[index], self.words[index],
                              [self.transcripts[i] for i in index])
 
+    def distinct(self) -> SoundFeatures:
+        """One clip per caption key (the first): "door open" and "doors open" are one
+        name, not each other's negatives."""
+        return self.take([g[0] for g in rows_by_key([caption_key(c) for c in self.captions])])
+
     def __len__(self) -> int:
         return len(self.captions)
 
@@ -58,11 +66,7 @@ def heard_features(paths: list[str], cache: Path) -> tuple[list[str], np.ndarray
     """Each clip's transcript, how surely it is speech, and Whisper's encoder states
     pooled (mean and standard deviation, 768-d), kept in ``cache`` by the paths and
     their sizes and times. A clip that cannot be decoded is silence (logged)."""
-    h = hashlib.sha256()
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    file = cache / f"heard-{h.hexdigest()[:16]}.npz"
+    file = cache / f"heard-{paths_digest(paths)}.npz"
     if file.exists():
         z = np.load(file)
         return [str(t) for t in z["text"]], z["speech"], z["effect"]
@@ -96,8 +100,6 @@ def heard_features(paths: list[str], cache: Path) -> tuple[list[str], np.ndarray
 
 def sound_features(name: str, table: pd.DataFrame, cache: Path) -> SoundFeatures:
     """The features of a sound source's rows (``sound``, ``caption``)."""
-    from polymodal.library.general.features import text_vectors
-
     captions = [str(c) for c in table["caption"]]
     texts, speech, effect = heard_features(list(table["sound"]), cache)
     said = text_vectors([t or "." for t in texts], cache)  # as speech-text embeds silence

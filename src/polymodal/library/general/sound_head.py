@@ -20,10 +20,8 @@ import numpy as np
 import torch
 
 from polymodal.encoders.audio_heard import speech_weight
-from polymodal.library.general.features import rows_by_key
 from polymodal.library.general.heads import DIM
 from polymodal.library.general.sound_features import SoundFeatures
-from polymodal.library.general.sources import caption_key
 
 #: Whisper's pooled encoder states: mean and standard deviation of 384 axes
 EFFECT_DIM = 768
@@ -103,10 +101,9 @@ def train_sound_head(train: SoundFeatures, caption_head: torch.Tensor,
     """The audio map trained on ``train``'s clips (one per caption key, so no name is
     its own negative) towards their captions' places; the transcript part stays the
     locked caption head."""
-    groups = rows_by_key([caption_key(c) for c in train.captions])
-    if len(groups) < 2:
-        raise ValueError(f"training the audio head needs at least 2 names, got {len(groups)}")
-    one = train.take([g[0] for g in groups])
+    one = train.distinct()
+    if len(one) < 2:
+        raise ValueError(f"training the audio head needs at least 2 names, got {len(one)}")
     read = EFFECT_DIM if settings.pooling == "mean+std" else EFFECT_DIM // 2
     mean = torch.zeros(EFFECT_DIM)
     inverse = torch.zeros(EFFECT_DIM)

@@ -29,7 +29,6 @@ from polymodal.library.general.sound_head import (
     train_sound_head,
 )
 from polymodal.library.general.sound_sources import SOUND_SOURCES
-from polymodal.library.general.sources import caption_key
 
 #: training-only sources the settings are chosen on (never measured)
 VALIDATION = ("0ad-sounds", "minetest-sounds")
@@ -47,14 +46,6 @@ PATHS: dict[str, float | None] = {"transcript alone": 1.0, "sound alone": 0.0,
 def load_sounds(cache: Path) -> dict[str, SoundFeatures]:
     """Every sound source's features, from ``cache``."""
     return {n: sound_features(n, s.rows(), cache) for n, s in SOUND_SOURCES.items()}
-
-
-def distinct_names(f: SoundFeatures) -> SoundFeatures:
-    """One clip per caption key (the first)."""
-    seen: dict[str, int] = {}
-    for i, c in enumerate(f.captions):
-        seen.setdefault(caption_key(c), i)
-    return f.take(list(seen.values()))
 
 
 def both_ways(places: np.ndarray, names: np.ndarray) -> dict[str, float]:
@@ -75,7 +66,7 @@ def left_out(name: str, sounds: dict[str, SoundFeatures], caption_head: torch.Te
     """Train on every sound source but ``name``, measure each path on its names."""
     train = concat_sounds([f for n, f in sounds.items() if n != name])
     head = train_sound_head(train, caption_head, settings).linear(caption_head)[0]
-    test = distinct_names(sounds[name])
+    test = sounds[name].distinct()
     names = caption_places(caption_head, test.words)
     return {path: both_ways(embed_sounds(head, test, speech), names)
             for path, speech in PATHS.items()}
@@ -115,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"chosen: {settings}")
     for name in MEASURED:
         rows = left_out(name, sounds, caption_head, settings)
-        n = len(distinct_names(sounds[name]))
+        n = len(sounds[name].distinct())
         print(f"{name} ({n} names, chance R@10 {min(1.0, 10 / n):.3f})")
         for path, m in rows.items():
             print(f"  {path:18s} sound->caption R@1 {m['sound->caption R@1']:.3f} R@10 "

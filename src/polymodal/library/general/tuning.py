@@ -64,14 +64,19 @@ def pooled_features(paths: Sequence[str | os.PathLike[str]], cache: Path | None 
     return feats
 
 
-def _cache_file(paths: Sequence[str | os.PathLike[str]], cache: Path) -> Path:
-    """Where :func:`pooled_features` keeps the features of ``paths``: named by the
-    paths and their sizes and times."""
+def paths_digest(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """A key of files as they are now: their paths, sizes and times (16 hex digits)."""
     h = hashlib.sha256()
     for p in paths:
         st = os.stat(p)
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return cache / f"lite0-{h.hexdigest()[:16]}.npy"
+    return h.hexdigest()[:16]
+
+
+def _cache_file(paths: Sequence[str | os.PathLike[str]], cache: Path) -> Path:
+    """Where :func:`pooled_features` keeps the features of ``paths``: named by the
+    paths and their sizes and times."""
+    return cache / f"lite0-{paths_digest(paths)}.npy"
 
 
 def chunked_features(paths: Sequence[str | os.PathLike[str]], cache: Path,
