@@ -114,7 +114,7 @@ def test_the_audio_head_maps_sounds_near_their_names_on_names_it_never_saw() -> 
     train, caption_head = _synthetic(60, 0, speech=0.0)
     test, _ = _synthetic(20, 1, speech=0.0)
     head = train_sound_head(train, caption_head, SoundHeadSettings(steps=200))
-    linear = head.linear(caption_head)[0]
+    linear = head.linear(caption_head)
     assert linear.shape == (DIM, 384 + EFFECT_DIM + 1)
     assert torch.equal(linear[:, :384], caption_head)  # the transcript's head is locked
     assert torch.all(linear[DIM - 1] == 0)  # a sound is something: no "nothing" axis
@@ -130,7 +130,7 @@ def test_the_folded_linear_head_is_the_standardised_map() -> None:
     assert 0 < s[0].item() < 1  # words and sound, each in part
     direct = s * (torch.as_tensor(train.said) @ caption_head.T) + (1 - s) * (
         ((torch.as_tensor(train.effect) - head.mean) * head.inverse_scale) @ head.weight.T)
-    assert torch.allclose(x @ head.linear(caption_head)[0].T, direct, atol=1e-4)
+    assert torch.allclose(x @ head.linear(caption_head).T, direct, atol=1e-4)
     # "mean" pooling reads the first 384 states only
     assert torch.all(head.weight[:, EFFECT_DIM // 2:] == 0)
 
@@ -139,7 +139,7 @@ def test_speech_lands_where_its_words_do() -> None:
     f, caption_head = _synthetic(10, 3, speech=1.0)
     head = train_sound_head(concat_sounds([f, _synthetic(10, 4, 0.0)[0]]), caption_head,
                             SoundHeadSettings(steps=20))
-    placed = embed_sounds(head.linear(caption_head)[0], f)
+    placed = embed_sounds(head.linear(caption_head), f)
     assert np.allclose(placed, caption_places(caption_head, f.said), atol=1e-5)
 
 

@@ -4,14 +4,18 @@
     python -m polymodal.library.general.build --untrained  # the bridge alone, as before
     python -m polymodal.library.general.build --choose   # the bridge's temperature grid
 
+    python -m polymodal.library.general.build --sounds-only  # the clip head alone
+
 The model: the concept bridge (:mod:`polymodal.encoders.bridge`, with EfficientNet-
-Lite0's pooled features) for pictures, MiniLM for captions, Whisper -> MiniLM
-(``speech-text``) for speech, each put into the bridge's 385-d space by a linear head:
-the residual heads of :mod:`.heads`, trained here on the whole picture corpus
-(:mod:`.sources`, every source but the tuxpaint test split; the speech head is the
-caption's). ``--untrained``: the fixed heads (identity for the bridge, MiniLM's 384
-axes plus a 0 on the "nothing" axis for the words). What is shipped: the MiniLM vectors
-of the ImageNet names (1.5 MB) and the heads (safetensors).
+Lite0's pooled features) for pictures, MiniLM for captions, and for a clip what Whisper
+hears said (-> MiniLM) and how it sounds (``speech-and-sound``), each put into the
+bridge's 385-d space by a linear head: the residual heads of :mod:`.heads`, trained
+here on the whole picture corpus (:mod:`.sources`, every source but the tuxpaint test
+split), and the clip head of :mod:`.sound_head` (the caption head on the transcript
+beside a map of the sound trained on :mod:`.sound_sources`). ``--untrained``: the fixed
+heads (identity for the bridge, MiniLM's 384 axes plus a 0 on the "nothing" axis for
+the words, speech through ``speech-text``). What is shipped: the MiniLM vectors of the
+ImageNet names (1.5 MB) and the heads (safetensors).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ TRAINED_ENCODERS: dict[str, dict[str, Any]] = {
 SHIPPED_SETTINGS = HeadSettings(epochs=10, anchor=0.1, pooled=True)
 #: the shipped audio head's: chosen on the training-only sound sources 0ad and minetest
 #: (``sound_loso.choose_sound_settings``, in the general-sounds benchmark)
-SHIPPED_SOUND_SETTINGS = SoundHeadSettings()
+SHIPPED_SOUND_SETTINGS = SoundHeadSettings(steps=100, decay=1e-2, pooling="mean+std")
 
 
 def build_vectors(path: Path = SHIPPED) -> Path:
@@ -165,7 +169,7 @@ def clip_head(cache: Path, caption_head: torch.Tensor) -> torch.Tensor:
 
     sounds = concat_sounds(list(load_sounds(cache).values()))
     head = train_sound_head(sounds, caption_head, SHIPPED_SOUND_SETTINGS)
-    return head.linear(caption_head)[0]
+    return head.linear(caption_head)
 
 
 def main(argv: list[str] | None = None) -> None:

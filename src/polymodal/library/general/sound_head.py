@@ -61,13 +61,13 @@ class SoundHead:
     inverse_scale: torch.Tensor
     weight: torch.Tensor
 
-    def linear(self, caption_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole head as one linear map of the encoder's output ``[s t, (1 - s) a,
-        1 - s]`` (no bias): weight (DIM, 384 + 768 + 1). The standardisation is folded
-        in: ``W ((1 - s)(a - m) / c) = (W / c)((1 - s) a) - (W m / c)(1 - s)``."""
+    def linear(self, caption_head: torch.Tensor) -> torch.Tensor:
+        """The whole head as one linear map (no bias) of the encoder's output ``[s t,
+        (1 - s) a, 1 - s]``: its weight (DIM, 384 + 768 + 1). The standardisation is
+        folded in: ``W ((1 - s)(a - m) / c) = (W / c)((1 - s) a) - (W m / c)(1 - s)``."""
         effect = self.weight * self.inverse_scale
         offset = -(effect @ self.mean)
-        return torch.cat([caption_head, effect, offset[:, None]], 1), torch.zeros(DIM)
+        return torch.cat([caption_head, effect, offset[:, None]], 1)
 
 
 def encoder_inputs(f: SoundFeatures, weight: np.ndarray | None = None) -> np.ndarray:

@@ -65,7 +65,7 @@ def left_out(name: str, sounds: dict[str, SoundFeatures], caption_head: torch.Te
              settings: SoundHeadSettings) -> dict[str, dict[str, float]]:
     """Train on every sound source but ``name``, measure each path on its names."""
     train = concat_sounds([f for n, f in sounds.items() if n != name])
-    head = train_sound_head(train, caption_head, settings).linear(caption_head)[0]
+    head = train_sound_head(train, caption_head, settings).linear(caption_head)
     test = sounds[name].distinct()
     names = caption_places(caption_head, test.words)
     return {path: both_ways(embed_sounds(head, test, speech), names)
