@@ -29,6 +29,8 @@ class RealSet:
 def _cap(table: pd.DataFrame, per_class: int, minimum: int, seed: int = 0) -> pd.DataFrame:
     """At most ``per_class`` rows of each label (seeded), labels with fewer than
     ``minimum`` rows dropped."""
+    if table.empty:  # nothing found: :func:`make` names the package to install
+        return table
     counts = table["label"].value_counts()
     table = table[table["label"].isin(counts[counts >= minimum].index)]
     shuffled = table.sample(frac=1.0, random_state=seed)
@@ -127,6 +129,9 @@ def make(real: RealSet, root: Path, quick: bool) -> Path:
     if not manifest.exists():
         folder.mkdir(parents=True, exist_ok=True)
         table = real.make(folder, quick)
+        if table.empty:
+            raise FileNotFoundError(f"{real.name}: no rows found; its source is "
+                                    f"{real.source} (make bench installs it)")
         table.to_csv(manifest, index=False)
         counts = table["label"].value_counts()
         (folder / "CARD.md").write_text(
