@@ -1,7 +1,6 @@
 """``builtin:general``'s audio head: a clip put into the shared space by what is said in
-it and by what it sounds like, weighted by how surely it is speech::
-
-    python -m polymodal.library.general.sound_head     # leave each sound source out
+it and by what it sounds like, weighted by how surely it is speech (measured leaving
+each sound source out: :mod:`.sound_loso`).
 
 A clip's input is ``[s t, (1 - s) a, 1 - s]``: ``t`` MiniLM's vector of Whisper's
 transcript, ``a`` Whisper's encoder states pooled (standardised on the training clips),
@@ -10,7 +9,8 @@ Whisper's estimate of how surely the clip is speech). The
 head is linear: the locked caption head on ``t`` (a transcript is words, so speech
 lands where its words do, as before) beside a learnt map of ``a``; only that map is
 trained, with symmetric InfoNCE against the captions' places (the caption head on
-MiniLM), so a sound effect lands near its name and near pictures of the same thing."""
+MiniLM), so a sound effect ranks its name above the others (and reaches pictures
+through those words, not directly: docs/general-model.md)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,12 @@ import numpy as np
 import torch
 
 from polymodal.encoders.audio_heard import speech_weight
+from polymodal.encoders.audio_whisper import POOLINGS
 from polymodal.library.general.heads import DIM
 from polymodal.library.general.sound_features import SoundFeatures
 
 #: Whisper's pooled encoder states: mean and standard deviation of 384 axes
 EFFECT_DIM = 768
-#: the words' size (MiniLM)
-TEXT_DIM = 384
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,6 @@ class SoundHeadSettings:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-
-
-#: the poolings of Whisper's states a head can read
-POOLINGS = ("mean", "mean+std")
 
 
 @dataclass
